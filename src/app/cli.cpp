@@ -1,0 +1,35 @@
+// See cli.h.
+#include "app/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "core/error.h"
+
+namespace ll {
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"llama-lora: LoRA fine-tuning of Llama-family models, natively on CPUs and GPUs",
+               "llama-lora"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "llama-lora 0.1.0");
+  add_init_command(app);
+  add_inspect_command(app);
+  add_tokenize_command(app);
+  add_data_stats_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  } catch (const Error& error) {
+    std::fprintf(stderr, "llama-lora: error: %s\n", error.what());
+    return 1;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "llama-lora: error: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace ll

@@ -1,0 +1,37 @@
+// Element types of stored tensors, and the bf16 / f16 <-> f32 conversions.
+// bf16 is the top half of an IEEE f32; rounding f32 -> bf16 is round-to-nearest-even
+// (what torch's .to(torch.bfloat16) does), NaN kept quiet.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace ll {
+
+enum class DType : uint8_t { F32, BF16, F16 };
+
+size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);  // safetensors spelling: "F32", "BF16", "F16"
+std::optional<DType> parse_dtype(std::string_view name);
+
+inline float bf16_to_f32(uint16_t bits) {
+  uint32_t wide = static_cast<uint32_t>(bits) << 16;
+  float out;
+  std::memcpy(&out, &wide, sizeof out);
+  return out;
+}
+
+inline uint16_t f32_to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+float f16_to_f32(uint16_t bits);
+uint16_t f32_to_f16(float value);  // round-to-nearest-even, overflow to inf
+
+}  // namespace ll

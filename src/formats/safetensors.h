@@ -1,0 +1,111 @@
+// safetensors: read (memory-mapped, every header field checked before use) and write.
+// Format: u64 little-endian header length N, N bytes of JSON header
+//   {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}}
+// then the data section; offsets are relative to the data section's start, tensors must
+// cover it without gaps or overlaps (what the reference `safetensors` library enforces).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/file.h"
+
+namespace ll {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0;  // from the start of the file's data section
+  uint64_t nbytes = 0;
+  int64_t numel() const;
+};
+
+using Metadata = std::map<std::string, std::string>;
+
+// One .safetensors file, validated on open, mapped read-only.
+class SafetensorsFile {
+ public:
+  static SafetensorsFile open(const fs::path& path);
+
+  const fs::path& path() const { return mapped_.path(); }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in offset order
+  const TensorInfo* find(std::string_view name) const;                 // nullptr if absent
+  std::span<const std::byte> data(const TensorInfo& info) const;
+  const Metadata& metadata() const { return metadata_; }
+
+ private:
+  MappedFile mapped_;
+  uint64_t data_start_ = 0;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t, std::less<>> by_name_;
+  Metadata metadata_;
+};
+
+// The weights of a model folder: `model.safetensors`, or the shards that
+// `model.safetensors.index.json` names (file names checked: no "..", no absolute paths).
+// Also opens any other single file name given (e.g. "adapter_model.safetensors").
+class SafetensorsModel {
+ public:
+  static SafetensorsModel open(const fs::path& dir,
+                               std::string_view single_file = "model.safetensors",
+                               std::string_view index_file = "model.safetensors.index.json");
+
+  std::vector<std::string> tensor_names() const;  // sorted
+  bool contains(std::string_view name) const;
+  const TensorInfo& info(std::string_view name) const;  // throws naming the tensor
+  std::span<const std::byte> data(std::string_view name) const;
+  std::vector<float> read_f32(std::string_view name) const;  // any stored dtype -> f32
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  uint64_t total_bytes() const;  // sum of tensor bytes
+
+ private:
+  fs::path dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, std::pair<size_t, const TensorInfo*>, std::less<>> index_;
+};
+
+// A tensor to be written; `data` must hold numel * dtype_size bytes.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> data;
+};
+
+// Writes one .safetensors file atomically (temporary name, fsync, rename).
+void write_safetensors(const fs::path& path, std::span<const TensorToWrite> tensors,
+                       const Metadata& metadata = {});
+
+// Streaming writer for large outputs (e.g. merging an 8B model): the header is fixed up
+// front from the names, dtypes and shapes, then tensor bytes are appended one tensor at a
+// time in the same order, so memory stays near one tensor. finish() renames into place.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const fs::path& path, std::span<const TensorInfo> layout,
+                    const Metadata& metadata = {});
+  ~SafetensorsWriter();  // without finish(): removes the temporary file
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  void write_next(std::string_view name, std::span<const std::byte> bytes);
+  void finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Writes `model.safetensors` when everything fits in one shard of `max_shard_bytes`, else
+// `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json` (the layout
+// transformers' save_pretrained writes: {"metadata": {"total_size": N}, "weight_map": {..}}).
+void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrite> tensors,
+                               uint64_t max_shard_bytes, const Metadata& metadata = {});
+
+}  // namespace ll

@@ -1,0 +1,1 @@
+// Tokenizer: see tokenizer.h.

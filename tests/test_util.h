@@ -1,0 +1,55 @@
+// Helpers shared by the test binaries: where the shared test data and fixtures are,
+// temporary folders, and running the llama-lora binary.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace ll::test {
+
+namespace fs = std::filesystem;
+
+// ../shared/data (absolute). Use LL_REQUIRE_SHARED(path) to skip visibly when absent.
+fs::path shared_data();
+fs::path fixtures();  // tests/fixtures in the source tree
+
+// A fresh empty folder under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs the llama-lora binary with `args` (a shell-quoted string) and captures its output.
+CommandResult run_llama_lora(const std::string& args);
+
+// Writes `text` to a file (creating parent folders).
+void write_text(const fs::path& path, const std::string& text);
+
+std::string shell_quote(const std::string& text);
+
+}  // namespace ll::test
+
+// Skips the current test with a visible message when a shared-data path is missing.
+#define LL_REQUIRE_SHARED(path)                                                   \
+  do {                                                                            \
+    if (!std::filesystem::exists(path)) {                                         \
+      GTEST_SKIP() << "shared test data not found: " << (path).string()           \
+                   << " (tests reading ../shared/data skip without it)";          \
+    }                                                                             \
+  } while (0)
