@@ -10,8 +10,12 @@
 
 namespace ll::test {
 
-fs::path shared_data() { return fs::path(LL_SHARED_DATA); }
-fs::path fixtures() { return fs::path(LL_FIXTURES); }
+fs::path shared_data() {
+  return fs::path(LL_SHARED_DATA);
+}
+fs::path fixtures() {
+  return fs::path(LL_FIXTURES);
+}
 
 TempDir::TempDir() {
   std::random_device device;

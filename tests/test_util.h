@@ -46,10 +46,10 @@ std::string shell_quote(const std::string& text);
 }  // namespace ll::test
 
 // Skips the current test with a visible message when a shared-data path is missing.
-#define LL_REQUIRE_SHARED(path)                                                   \
-  do {                                                                            \
-    if (!std::filesystem::exists(path)) {                                         \
-      GTEST_SKIP() << "shared test data not found: " << (path).string()           \
-                   << " (tests reading ../shared/data skip without it)";          \
-    }                                                                             \
+#define LL_REQUIRE_SHARED(path)                                          \
+  do {                                                                   \
+    if (!std::filesystem::exists(path)) {                                \
+      GTEST_SKIP() << "shared test data not found: " << (path).string()  \
+                   << " (tests reading ../shared/data skip without it)"; \
+    }                                                                    \
   } while (0)

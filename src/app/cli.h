@@ -16,5 +16,6 @@ void add_inspect_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_data_stats_command(CLI::App& app);
 void add_init_command(CLI::App& app);
+void add_make_data_command(CLI::App& app);
 
 }  // namespace ll

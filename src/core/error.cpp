@@ -17,6 +17,8 @@ std::string compose(std::string_view origin, std::string_view what) {
 Error::Error(std::string_view origin, std::string_view what)
     : std::runtime_error(compose(origin, what)), origin_(origin) {}
 
-void fail(std::string_view origin, std::string_view what) { throw Error(origin, what); }
+void fail(std::string_view origin, std::string_view what) {
+  throw Error(origin, what);
+}
 
 }  // namespace ll

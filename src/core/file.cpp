@@ -16,7 +16,9 @@
 namespace ll {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 void write_all(int fd, const std::byte* data, size_t size, const fs::path& path) {
   while (size > 0) {
@@ -91,7 +93,9 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   return *this;
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+  release();
+}
 
 void MappedFile::release() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);

@@ -16,7 +16,7 @@
 namespace ll {
 
 struct RopeScaling {
-  std::string rope_type;  // "llama3" (the only one we implement), or "default"
+  std::string rope_type;  // "llama3", the only one we implement ("default" parses to nullopt)
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;

@@ -85,8 +85,10 @@ void write_safetensors(const fs::path& path, std::span<const TensorToWrite> tens
                        const Metadata& metadata = {});
 
 // Streaming writer for large outputs (e.g. merging an 8B model): the header is fixed up
-// front from the names, dtypes and shapes, then tensor bytes are appended one tensor at a
-// time in the same order, so memory stays near one tensor. finish() renames into place.
+// front from the names, dtypes and shapes (the layout's offset and nbytes are ignored and
+// recomputed: tensors are laid out back to back in layout order), then tensor bytes are
+// appended one tensor at a time in the same order, so memory stays near one tensor.
+// finish() renames into place.
 class SafetensorsWriter {
  public:
   SafetensorsWriter(const fs::path& path, std::span<const TensorInfo> layout,
@@ -101,6 +103,19 @@ class SafetensorsWriter {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// How save_pretrained splits tensors into shard files (huggingface_hub's
+// split_torch_state_dict_into_shards): fill shards in layout order; a tensor that would
+// tip the current shard over `max_shard_bytes` starts a new one, and a tensor larger than
+// the limit gets a shard of its own. One shard is named "model.safetensors", several
+// "model-00001-of-00003.safetensors", ... Checks names and shapes like the writers do.
+struct SafetensorsShard {
+  std::string file_name;
+  std::vector<size_t> tensors;  // indices into the layout, in layout order
+  uint64_t nbytes = 0;
+};
+std::vector<SafetensorsShard> plan_safetensors_shards(std::span<const TensorInfo> layout,
+                                                      uint64_t max_shard_bytes);
 
 // Writes `model.safetensors` when everything fits in one shard of `max_shard_bytes`, else
 // `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json` (the layout

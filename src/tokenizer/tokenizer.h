@@ -27,6 +27,7 @@ struct Encoding {
   std::vector<std::pair<uint32_t, uint32_t>> offsets;
 };
 
+// Const methods are safe to call from several threads at once (the word cache is shared).
 class Tokenizer {
  public:
   // `path` is a tokenizer.json file or a folder holding one.
@@ -40,6 +41,9 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, AddSpecialTokens add) const;
   Encoding encode_with_offsets(std::string_view text, AddSpecialTokens add) const;
   std::string decode(std::span<const int32_t> ids, DecodeSpecial special) const;
+  // The bytes the tokens stand for, without decode()'s U+FFFD repair: a token can end inside
+  // a character, so streaming output concatenates these and repairs (or waits) at the end.
+  std::string decode_bytes(std::span<const int32_t> ids, DecodeSpecial special) const;
 
   int32_t vocab_size() const;  // largest id + 1, added tokens included
   std::optional<int32_t> token_to_id(std::string_view token) const;

@@ -30,8 +30,8 @@ TEST(DType, F16KnownValues) {
   // Values from the IEEE 754 binary16 definition.
   EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(f32_to_f16(-2.0f), 0xc000);
-  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);     // largest normal
-  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);     // rounds to inf
+  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);               // largest normal
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);               // rounds to inf
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -14)), 0x0400);  // smallest normal
   EXPECT_EQ(f16_to_f32(0x3555), 0.333251953125f);

@@ -1,0 +1,202 @@
+// See random_weights.h.
+#include "formats/random_weights.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "formats/input_checks.h"
+
+namespace ll {
+namespace {
+
+constexpr std::string_view kOrigin = "random-weights";
+constexpr size_t kChunkElements = size_t{1} << 20;  // even, so Box-Muller pairs stay inside
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t fnv1a64(std::string_view text) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (const char c : text) {
+    hash ^= static_cast<uint8_t>(c);
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+// Fills out[begin, end) of a tensor's chunk `chunk` (begin = chunk * kChunkElements).
+void fill_chunk(uint16_t* out, size_t count, float stddev, uint64_t chunk_seed) {
+  std::mt19937_64 engine(chunk_seed);
+  constexpr float kInv24 = 1.0f / 16777216.0f;  // 2^-24
+  constexpr float kTwoPi = 6.28318530717958647692f;
+  for (size_t i = 0; i < count; i += 2) {
+    const uint64_t bits = engine();
+    // u1 in (0, 1] so log(u1) is finite; u2 in [0, 1). 24 bits each: exact in a float.
+    const float u1 = static_cast<float>((bits >> 40) + 1) * kInv24;
+    const float u2 = static_cast<float>((bits >> 16) & 0xffffffu) * kInv24;
+    const float radius = stddev * std::sqrt(-2.0f * std::log(u1));
+    const float angle = kTwoPi * u2;
+    out[i] = f32_to_bf16(radius * std::cos(angle));
+    if (i + 1 < count) out[i + 1] = f32_to_bf16(radius * std::sin(angle));
+  }
+}
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+void fill_normal_bf16(std::span<uint16_t> out, float stddev, uint64_t seed, std::string_view name,
+                      unsigned threads) {
+  const uint64_t tensor_seed = splitmix64(seed ^ splitmix64(fnv1a64(name)));
+  const size_t chunks = (out.size() + kChunkElements - 1) / kChunkElements;
+  std::atomic<size_t> next{0};
+  const auto work = [&] {
+    for (size_t c = next.fetch_add(1); c < chunks; c = next.fetch_add(1)) {
+      const size_t begin = c * kChunkElements;
+      const size_t count = std::min(kChunkElements, out.size() - begin);
+      fill_chunk(out.data() + begin, count, stddev, splitmix64(tensor_seed + c));
+    }
+  };
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const size_t helpers = std::min<size_t>(threads, chunks) - (chunks > 0 ? 1 : 0);
+  std::vector<std::thread> pool;
+  pool.reserve(helpers);
+  for (size_t t = 0; t < helpers; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& thread : pool) thread.join();
+}
+
+std::vector<std::string> write_sharded_safetensors_streaming(
+    const fs::path& dir, std::span<const TensorInfo> layout, uint64_t max_shard_bytes,
+    const Metadata& metadata, const std::function<void(size_t, std::span<std::byte>)>& produce,
+    const std::function<void(const std::string&)>& on_file_written) {
+  check(max_shard_bytes > 0, kOrigin, dir.string() + ": max_shard_bytes must be positive");
+  std::vector<uint64_t> nbytes(layout.size());
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const std::optional<uint64_t> numel = checked_numel(layout[i].shape);
+    check(numel.has_value() && *numel <= UINT64_MAX / dtype_size(layout[i].dtype), kOrigin,
+          "tensor " + quote_name(layout[i].name) + " has an invalid shape " +
+              shape_text(layout[i].shape));
+    nbytes[i] = *numel * dtype_size(layout[i].dtype);
+  }
+
+  // Shard split of huggingface_hub's split_torch_state_dict_into_shards (what
+  // write_sharded_safetensors does too): fill in order; a tensor that would tip the current
+  // shard over the limit starts a new one; a tensor above the limit gets its own shard.
+  std::vector<std::vector<size_t>> shards;
+  std::vector<size_t> current;
+  uint64_t current_bytes = 0;
+  uint64_t total_bytes = 0;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    total_bytes += nbytes[i];
+    if (nbytes[i] > max_shard_bytes) {
+      shards.push_back({i});
+      continue;
+    }
+    if (current_bytes + nbytes[i] > max_shard_bytes) {
+      shards.push_back(std::move(current));
+      current.clear();
+      current_bytes = 0;
+    }
+    current.push_back(i);
+    current_bytes += nbytes[i];
+  }
+  if (!current.empty() || shards.empty()) shards.push_back(std::move(current));
+
+  // transformers refuses a safetensors file whose metadata lacks "format".
+  Metadata shard_metadata = metadata;
+  shard_metadata.emplace("format", "pt");
+
+  std::vector<std::string> written;
+  std::vector<uint64_t> buffer;  // 8-byte aligned storage for one tensor
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    std::string name = "model.safetensors";
+    if (shards.size() > 1) {
+      char text[64];
+      std::snprintf(text, sizeof text, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+      name = text;
+    }
+    std::vector<TensorInfo> shard_layout;
+    for (const size_t i : shards[s]) shard_layout.push_back(layout[i]);
+    SafetensorsWriter writer(dir / name, shard_layout, shard_metadata);
+    for (const size_t i : shards[s]) {
+      buffer.resize((nbytes[i] + 7) / 8);
+      const std::span<std::byte> bytes(reinterpret_cast<std::byte*>(buffer.data()), nbytes[i]);
+      produce(i, bytes);
+      writer.write_next(layout[i].name, bytes);
+      weight_map[layout[i].name] = name;
+    }
+    writer.finish();
+    written.push_back(name);
+    if (on_file_written) on_file_written(name);
+  }
+  if (shards.size() > 1) {
+    // save_pretrained writes json.dumps(index, indent=2, sort_keys=True) + "\n".
+    const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}},
+                                  {"weight_map", weight_map}};
+    write_file_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
+    written.push_back("model.safetensors.index.json");
+    if (on_file_written) on_file_written(written.back());
+  }
+  return written;
+}
+
+WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig& config,
+                                          const RandomWeightsOptions& options) {
+  const double initializer_range =
+      config.raw.is_object() ? config.raw.value("initializer_range", 0.02) : 0.02;
+  check(initializer_range > 0 && std::isfinite(initializer_range), kOrigin,
+        "initializer_range must be a positive number");
+  const auto shapes = llama_tensor_shapes(config);
+  std::vector<TensorInfo> layout;
+  layout.reserve(shapes.size());
+  WrittenWeights result;
+  for (const auto& [name, shape] : shapes) {
+    TensorInfo info;
+    info.name = name;
+    info.dtype = DType::BF16;
+    info.shape = shape;
+    info.nbytes = static_cast<uint64_t>(info.numel()) * 2;
+    result.tensor_bytes += info.nbytes;
+    result.parameters += info.numel();
+    layout.push_back(std::move(info));
+  }
+
+  uint64_t bytes_done = 0;
+  const auto produce = [&](size_t i, std::span<std::byte> bytes) {
+    const std::string& name = layout[i].name;
+    const std::span<uint16_t> values(reinterpret_cast<uint16_t*>(bytes.data()), bytes.size() / 2);
+    if (ends_with(name, "norm.weight")) {
+      std::fill(values.begin(), values.end(), f32_to_bf16(1.0f));  // RMSNorm: ones
+    } else if (ends_with(name, ".bias")) {
+      std::fill(values.begin(), values.end(), f32_to_bf16(0.0f));
+    } else {  // Linear and Embedding weights
+      fill_normal_bf16(values, static_cast<float>(initializer_range), options.seed, name,
+                       options.threads);
+    }
+    bytes_done += bytes.size();
+  };
+  const auto on_file = [&](const std::string& file) {
+    if (options.on_file_written) options.on_file_written(file, bytes_done, result.tensor_bytes);
+  };
+  result.files = write_sharded_safetensors_streaming(dir, layout, options.max_shard_bytes, {},
+                                                     produce, on_file);
+  return result;
+}
+
+}  // namespace ll
