@@ -2,9 +2,9 @@
 // weights of a known shape (see formats/model_presets.h), so that training, merging and the
 // benchmarks can run without downloading a model:
 //   config.json, generation_config.json       the preset's config; bos/eos ids from the tokenizer
-//   model.safetensors or shards + index       bf16, initialised like transformers
-//   (random_weights.h),
-//                                             split at 5 GB like save_pretrained (--max-shard-size)
+//   model.safetensors or shards + index       bf16, initialised like transformers and split
+//                                             at 5 GB like save_pretrained (--max-shard-size;
+//                                             random_weights.h)
 //   tokenizer.json, tokenizer_config.json,    copied from --tokenizer DIR, or a byte-level BPE
 //   special_tokens_map.json                   trained here on a built-in SQL corpus (bpe_trainer.h)
 // Everything is written into a staged folder that is renamed into place at the end, so a

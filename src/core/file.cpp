@@ -20,12 +20,16 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
-void write_all(int fd, const std::byte* data, size_t size, const fs::path& path) {
+}  // namespace
+
+void write_all(int fd, std::span<const std::byte> bytes, const fs::path& path_for_errors) {
+  const std::byte* data = bytes.data();
+  size_t size = bytes.size();
   while (size > 0) {
     const ssize_t written = ::write(fd, data, size);
     if (written < 0) {
       if (errno == EINTR) continue;
-      fail("file", path.string() + ": write failed: " + errno_text());
+      fail("file", path_for_errors.string() + ": write failed: " + errno_text());
     }
     data += written;
     size -= static_cast<size_t>(written);
@@ -39,8 +43,6 @@ void fsync_dir(const fs::path& dir) {
     ::close(fd);
   }
 }
-
-}  // namespace
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -108,7 +110,7 @@ void write_file_atomic(const fs::path& path, std::span<const std::byte> bytes) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("file", path.string() + ": cannot create: " + errno_text());
   try {
-    write_all(fd, bytes.data(), bytes.size(), path);
+    write_all(fd, bytes, path);
     if (::fsync(fd) != 0) fail("file", path.string() + ": fsync failed: " + errno_text());
   } catch (...) {
     ::close(fd);

@@ -37,6 +37,16 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Writes all of `bytes` to the open descriptor `fd`, resuming after short writes and
+// EINTR; throws "[file] PATH: write failed: ..." with `path_for_errors` as PATH. The
+// building block of the atomic writers here and of formats' streaming writers.
+void write_all(int fd, std::span<const std::byte> bytes, const fs::path& path_for_errors);
+
+// fsyncs the folder `dir` ("" means ".") so that a file created or renamed inside it
+// survives a crash. Best effort: errors are ignored, as some filesystems cannot fsync a
+// folder and the data itself has already been fsynced.
+void fsync_dir(const fs::path& dir);
+
 // Writes `bytes` to PATH.tmp-<pid>, fsyncs, then renames over PATH.
 void write_file_atomic(const fs::path& path, std::span<const std::byte> bytes);
 void write_file_atomic(const fs::path& path, std::string_view text);

@@ -4,15 +4,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdio>
-#include <nlohmann/json.hpp>
-#include <optional>
 #include <random>
 #include <thread>
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "formats/input_checks.h"
+#include "formats/safetensors.h"
 
 namespace ll {
 namespace {
@@ -80,82 +77,6 @@ void fill_normal_bf16(std::span<uint16_t> out, float stddev, uint64_t seed, std:
   for (std::thread& thread : pool) thread.join();
 }
 
-std::vector<std::string> write_sharded_safetensors_streaming(
-    const fs::path& dir, std::span<const TensorInfo> layout, uint64_t max_shard_bytes,
-    const Metadata& metadata, const std::function<void(size_t, std::span<std::byte>)>& produce,
-    const std::function<void(const std::string&)>& on_file_written) {
-  check(max_shard_bytes > 0, kOrigin, dir.string() + ": max_shard_bytes must be positive");
-  std::vector<uint64_t> nbytes(layout.size());
-  for (size_t i = 0; i < layout.size(); ++i) {
-    const std::optional<uint64_t> numel = checked_numel(layout[i].shape);
-    check(numel.has_value() && *numel <= UINT64_MAX / dtype_size(layout[i].dtype), kOrigin,
-          "tensor " + quote_name(layout[i].name) + " has an invalid shape " +
-              shape_text(layout[i].shape));
-    nbytes[i] = *numel * dtype_size(layout[i].dtype);
-  }
-
-  // Shard split of huggingface_hub's split_torch_state_dict_into_shards (what
-  // write_sharded_safetensors does too): fill in order; a tensor that would tip the current
-  // shard over the limit starts a new one; a tensor above the limit gets its own shard.
-  std::vector<std::vector<size_t>> shards;
-  std::vector<size_t> current;
-  uint64_t current_bytes = 0;
-  uint64_t total_bytes = 0;
-  for (size_t i = 0; i < layout.size(); ++i) {
-    total_bytes += nbytes[i];
-    if (nbytes[i] > max_shard_bytes) {
-      shards.push_back({i});
-      continue;
-    }
-    if (current_bytes + nbytes[i] > max_shard_bytes) {
-      shards.push_back(std::move(current));
-      current.clear();
-      current_bytes = 0;
-    }
-    current.push_back(i);
-    current_bytes += nbytes[i];
-  }
-  if (!current.empty() || shards.empty()) shards.push_back(std::move(current));
-
-  // transformers refuses a safetensors file whose metadata lacks "format".
-  Metadata shard_metadata = metadata;
-  shard_metadata.emplace("format", "pt");
-
-  std::vector<std::string> written;
-  std::vector<uint64_t> buffer;  // 8-byte aligned storage for one tensor
-  nlohmann::json weight_map = nlohmann::json::object();
-  for (size_t s = 0; s < shards.size(); ++s) {
-    std::string name = "model.safetensors";
-    if (shards.size() > 1) {
-      char text[64];
-      std::snprintf(text, sizeof text, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-      name = text;
-    }
-    std::vector<TensorInfo> shard_layout;
-    for (const size_t i : shards[s]) shard_layout.push_back(layout[i]);
-    SafetensorsWriter writer(dir / name, shard_layout, shard_metadata);
-    for (const size_t i : shards[s]) {
-      buffer.resize((nbytes[i] + 7) / 8);
-      const std::span<std::byte> bytes(reinterpret_cast<std::byte*>(buffer.data()), nbytes[i]);
-      produce(i, bytes);
-      writer.write_next(layout[i].name, bytes);
-      weight_map[layout[i].name] = name;
-    }
-    writer.finish();
-    written.push_back(name);
-    if (on_file_written) on_file_written(name);
-  }
-  if (shards.size() > 1) {
-    // save_pretrained writes json.dumps(index, indent=2, sort_keys=True) + "\n".
-    const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}},
-                                  {"weight_map", weight_map}};
-    write_file_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
-    written.push_back("model.safetensors.index.json");
-    if (on_file_written) on_file_written(written.back());
-  }
-  return written;
-}
-
 WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig& config,
                                           const RandomWeightsOptions& options) {
   const double initializer_range =
@@ -178,9 +99,10 @@ WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig
   }
 
   uint64_t bytes_done = 0;
-  const auto produce = [&](size_t i, std::span<std::byte> bytes) {
+  std::vector<uint16_t> values;  // [numel] bf16: one tensor at a time
+  const auto produce = [&](size_t i) {
     const std::string& name = layout[i].name;
-    const std::span<uint16_t> values(reinterpret_cast<uint16_t*>(bytes.data()), bytes.size() / 2);
+    values.resize(static_cast<size_t>(layout[i].numel()));
     if (ends_with(name, "norm.weight")) {
       std::fill(values.begin(), values.end(), f32_to_bf16(1.0f));  // RMSNorm: ones
     } else if (ends_with(name, ".bias")) {
@@ -189,7 +111,8 @@ WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig
       fill_normal_bf16(values, static_cast<float>(initializer_range), options.seed, name,
                        options.threads);
     }
-    bytes_done += bytes.size();
+    bytes_done += values.size() * sizeof(uint16_t);
+    return std::as_bytes(std::span<const uint16_t>(values));
   };
   const auto on_file = [&](const std::string& file) {
     if (options.on_file_written) options.on_file_written(file, bytes_done, result.tensor_bytes);

@@ -22,7 +22,6 @@
 
 #include "core/file.h"
 #include "formats/llama_config.h"
-#include "formats/safetensors.h"
 
 namespace ll {
 
@@ -44,8 +43,9 @@ struct WrittenWeights {
   int64_t parameters = 0;
 };
 
-// Writes the weights of `config` into `dir` (which must exist) as model.safetensors, or
-// model-0000i-of-0000n.safetensors + model.safetensors.index.json past max_shard_bytes.
+// Writes the weights of `config` into `dir` as model.safetensors, or
+// model-0000i-of-0000n.safetensors + model.safetensors.index.json past max_shard_bytes
+// (write_sharded_safetensors_streaming: the same files as save_pretrained).
 WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig& config,
                                           const RandomWeightsOptions& options);
 
@@ -53,14 +53,5 @@ WrittenWeights write_random_llama_weights(const fs::path& dir, const LlamaConfig
 // this file); `out.size()` is the tensor's element count.
 void fill_normal_bf16(std::span<uint16_t> out, float std, uint64_t seed, std::string_view name,
                       unsigned threads);
-
-// Sharded safetensors writing (the same file names, shard split and index as
-// write_sharded_safetensors) for data produced on demand: produce(i, bytes) fills the bytes
-// of layout[i] (8-byte aligned, nbytes long) just before it is written, so memory stays at
-// one tensor. Returns the file names written (index last).
-std::vector<std::string> write_sharded_safetensors_streaming(
-    const fs::path& dir, std::span<const TensorInfo> layout, uint64_t max_shard_bytes,
-    const Metadata& metadata, const std::function<void(size_t, std::span<std::byte>)>& produce,
-    const std::function<void(const std::string&)>& on_file_written = {});
 
 }  // namespace ll

@@ -1,12 +1,14 @@
 // safetensors: read (memory-mapped, every header field checked before use) and write.
 // Format: u64 little-endian header length N, N bytes of JSON header
-//   {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}}
+//   {"__metadata__": {str: str}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b,
+//   e]}}
 // then the data section; offsets are relative to the data section's start, tensors must
 // cover it without gaps or overlaps (what the reference `safetensors` library enforces).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -117,9 +119,27 @@ struct SafetensorsShard {
 std::vector<SafetensorsShard> plan_safetensors_shards(std::span<const TensorInfo> layout,
                                                       uint64_t max_shard_bytes);
 
-// Writes `model.safetensors` when everything fits in one shard of `max_shard_bytes`, else
-// `model-0000i-of-0000n.safetensors` plus `model.safetensors.index.json` (the layout
-// transformers' save_pretrained writes: {"metadata": {"total_size": N}, "weight_map": {..}}).
+// Writes a model folder (created if missing) the way transformers' save_pretrained does:
+// `model.safetensors` when everything fits in one shard of `max_shard_bytes`, else the
+// shards of plan_safetensors_shards plus `model.safetensors.index.json`
+// ({"metadata": {"total_size": N}, "weight_map": {..}}, sorted keys, indent 2). Every file
+// gets metadata "format": "pt" (transformers requires it) besides `metadata`. Weights of
+// an earlier save that this one does not overwrite (model*.safetensors, the index) are
+// removed, so the folder never mixes two saves.
+//
+// Streaming form, for data made on demand (random init, merging an 8B model): tensors are
+// asked for shard by shard (layout order within a shard; the layout's offset and nbytes
+// are ignored), and produce(i) returns the bytes of layout[i], which must stay valid until
+// the next call; memory stays near one tensor. on_file_written(name) runs after each file is
+// complete. Returns the file names in writing order (the index last when there is one).
+using ProduceTensorBytes = std::function<std::span<const std::byte>(size_t index)>;
+std::vector<std::string> write_sharded_safetensors_streaming(
+    const fs::path& dir, std::span<const TensorInfo> layout, uint64_t max_shard_bytes,
+    const Metadata& metadata, const ProduceTensorBytes& produce,
+    const std::function<void(const std::string& file_name)>& on_file_written = {});
+
+// The same for tensors already in memory; every tensor's byte count is checked before a
+// file is written.
 void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrite> tensors,
                                uint64_t max_shard_bytes, const Metadata& metadata = {});
 

@@ -34,26 +34,6 @@ std::string errno_text() {
   return std::strerror(errno);
 }
 
-void write_all(int fd, const std::byte* data, size_t size, const fs::path& path) {
-  while (size > 0) {
-    const ssize_t written = ::write(fd, data, size);
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      fail_at(path, "write failed: " + errno_text());
-    }
-    data += written;
-    size -= static_cast<size_t>(written);
-  }
-}
-
-void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 // A JSON string literal; names must be valid UTF-8 (the reference reader requires it).
 std::string json_string(const std::string& text, const fs::path& path) {
   try {
@@ -151,6 +131,35 @@ bool is_weights_file_name(const std::string& name) {
   return true;
 }
 
+// plan_safetensors_shards, with errors naming `where` (the folder being written).
+std::vector<SafetensorsShard> plan_shards(std::span<const TensorInfo> layout,
+                                          uint64_t max_shard_bytes, const fs::path& where) {
+  if (max_shard_bytes == 0) fail_at(where, "max_shard_bytes must be positive");
+  const std::vector<TensorInfo> planned = plan_layout(layout, where);
+  std::vector<SafetensorsShard> shards;
+  SafetensorsShard current;
+  for (size_t i = 0; i < planned.size(); ++i) {
+    const uint64_t nbytes = planned[i].nbytes;
+    if (nbytes > max_shard_bytes) {  // huggingface_hub: "put it in its own shard"
+      shards.push_back({"", {i}, nbytes});
+      continue;
+    }
+    if (current.nbytes + nbytes > max_shard_bytes) {
+      shards.push_back(std::move(current));
+      current = {};
+    }
+    current.tensors.push_back(i);
+    current.nbytes += nbytes;
+  }
+  if (!current.tensors.empty() || shards.empty()) shards.push_back(std::move(current));
+  for (size_t s = 0; s < shards.size(); ++s) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+    shards[s].file_name = shards.size() == 1 ? "model.safetensors" : name;
+  }
+  return shards;
+}
+
 }  // namespace
 
 struct SafetensorsWriter::State {
@@ -182,8 +191,8 @@ SafetensorsWriter::SafetensorsWriter(const fs::path& path, std::span<const Tenso
     header_bytes >>= 8;
   }
   try {
-    write_all(state_->fd, length, sizeof length, path);
-    write_all(state_->fd, reinterpret_cast<const std::byte*>(header.data()), header.size(), path);
+    write_all(state_->fd, length, path);
+    write_all(state_->fd, std::as_bytes(std::span(header)), path);
   } catch (...) {
     // The destructor does not run for a constructor that throws: clean up here.
     ::close(state_->fd);
@@ -216,7 +225,7 @@ void SafetensorsWriter::write_next(std::string_view name, std::span<const std::b
     fail_at(path, "tensor " + quote_name(name) + " needs " + format_count(expected.nbytes) +
                       " bytes but " + format_count(bytes.size()) + " were given");
   }
-  write_all(s.fd, bytes.data(), bytes.size(), path);
+  write_all(s.fd, bytes, path);
   ++s.next;
 }
 
@@ -250,38 +259,14 @@ void write_safetensors(const fs::path& path, std::span<const TensorToWrite> tens
 
 std::vector<SafetensorsShard> plan_safetensors_shards(std::span<const TensorInfo> layout,
                                                       uint64_t max_shard_bytes) {
-  const fs::path where("shard plan");
-  if (max_shard_bytes == 0) fail_at(where, "max_shard_bytes must be positive");
-  const std::vector<TensorInfo> planned = plan_layout(layout, where);
-  std::vector<SafetensorsShard> shards;
-  SafetensorsShard current;
-  for (size_t i = 0; i < planned.size(); ++i) {
-    const uint64_t nbytes = planned[i].nbytes;
-    if (nbytes > max_shard_bytes) {  // huggingface_hub: "put it in its own shard"
-      shards.push_back({"", {i}, nbytes});
-      continue;
-    }
-    if (current.nbytes + nbytes > max_shard_bytes) {
-      shards.push_back(std::move(current));
-      current = {};
-    }
-    current.tensors.push_back(i);
-    current.nbytes += nbytes;
-  }
-  if (!current.tensors.empty() || shards.empty()) shards.push_back(std::move(current));
-  for (size_t s = 0; s < shards.size(); ++s) {
-    char name[64];
-    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-    shards[s].file_name = shards.size() == 1 ? "model.safetensors" : name;
-  }
-  return shards;
+  return plan_shards(layout, max_shard_bytes, "shard plan");
 }
 
-void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrite> tensors,
-                               uint64_t max_shard_bytes, const Metadata& metadata) {
-  if (max_shard_bytes == 0) fail_at(dir, "max_shard_bytes must be positive");
-  const std::vector<TensorInfo> layout = layout_of(tensors, dir);
-  const std::vector<SafetensorsShard> shards = plan_safetensors_shards(layout, max_shard_bytes);
+std::vector<std::string> write_sharded_safetensors_streaming(
+    const fs::path& dir, std::span<const TensorInfo> layout, uint64_t max_shard_bytes,
+    const Metadata& metadata, const ProduceTensorBytes& produce,
+    const std::function<void(const std::string& file_name)>& on_file_written) {
+  const std::vector<SafetensorsShard> shards = plan_shards(layout, max_shard_bytes, dir);
 
   // transformers refuses a safetensors file whose metadata lacks "format".
   Metadata shard_metadata = metadata;
@@ -291,33 +276,46 @@ void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrit
   fs::create_directories(dir, ec);
   if (ec) fail_at(dir, "cannot create folder: " + ec.message());
 
-  std::set<std::string> written;
+  std::vector<std::string> written;
   json weight_map = json::object();
   uint64_t total_bytes = 0;
+  std::vector<TensorInfo> shard_layout;
   for (const SafetensorsShard& shard : shards) {
-    std::vector<TensorToWrite> subset;
-    subset.reserve(shard.tensors.size());
+    shard_layout.clear();
+    for (const size_t i : shard.tensors) shard_layout.push_back(layout[i]);
+    SafetensorsWriter writer(dir / shard.file_name, shard_layout, shard_metadata);
     for (const size_t i : shard.tensors) {
-      subset.push_back(tensors[i]);
-      weight_map[tensors[i].name] = shard.file_name;
+      writer.write_next(layout[i].name, produce(i));  // write_next checks the byte count
+      weight_map[layout[i].name] = shard.file_name;
     }
-    write_safetensors(dir / shard.file_name, subset, shard_metadata);
-    written.insert(shard.file_name);
+    writer.finish();
     total_bytes += shard.nbytes;
+    written.push_back(shard.file_name);
+    if (on_file_written) on_file_written(shard.file_name);
   }
   if (shards.size() > 1) {
     // save_pretrained writes json.dumps(index, indent=2, sort_keys=True) + "\n".
     const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
     write_file_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
-    written.insert("model.safetensors.index.json");
+    written.push_back("model.safetensors.index.json");
+    if (on_file_written) on_file_written(written.back());
   }
 
   // Like save_pretrained, remove weights of an earlier save that the new one replaces, so
   // the folder never mixes two saves (a stale index would point at stale shards).
+  const std::set<std::string> keep(written.begin(), written.end());
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (written.count(name) == 0 && is_weights_file_name(name)) fs::remove(entry.path(), ec);
+    if (keep.count(name) == 0 && is_weights_file_name(name)) fs::remove(entry.path(), ec);
   }
+  return written;
+}
+
+void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrite> tensors,
+                               uint64_t max_shard_bytes, const Metadata& metadata) {
+  const std::vector<TensorInfo> layout = layout_of(tensors, dir);
+  write_sharded_safetensors_streaming(dir, layout, max_shard_bytes, metadata,
+                                      [&](size_t i) { return tensors[i].data; });
 }
 
 }  // namespace ll

@@ -1,11 +1,10 @@
 // Tests of random weight generation: the values are deterministic per (seed, tensor name,
 // element) whatever the thread count, have the distribution transformers' _init_weights
-// uses, and the streaming sharded writer produces the same files as
-// write_sharded_safetensors.
+// uses, and land in save_pretrained's sharded layout (the streaming sharded writer itself
+// is tested in test_safetensors.cpp).
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "core/dtype.h"
@@ -61,71 +60,6 @@ TEST(RandomWeights, NormalWithTheRequestedStd) {
   EXPECT_NEAR(static_cast<double>(within_two) / n, 0.9545, 0.002);
   EXPECT_LT(largest, 6.0);  // 24-bit uniforms cap |z| at 5.77
   EXPECT_GT(largest, 4.5);
-}
-
-std::vector<TensorInfo> small_layout() {
-  std::vector<TensorInfo> layout;
-  const std::vector<std::pair<const char*, std::vector<int64_t>>> shapes = {
-      {"a", {10, 4}}, {"b", {3}}, {"c", {50, 2}}, {"d", {7, 7}}, {"e", {1}}};
-  for (const auto& [name, shape] : shapes) {
-    TensorInfo info;
-    info.name = name;
-    info.dtype = DType::BF16;
-    info.shape = shape;
-    layout.push_back(info);
-  }
-  return layout;
-}
-
-TEST(RandomWeights, StreamingWriterMatchesWriteShardedSafetensors) {
-  // Bytes of each tensor: a 80, b 6, c 200, d 98, e 2. With a 120-byte limit: [a b] [c own]
-  // [d] [e]... exactly as write_sharded_safetensors splits them.
-  const std::vector<TensorInfo> layout = small_layout();
-  std::vector<std::vector<std::byte>> data;
-  for (size_t i = 0; i < layout.size(); ++i) {
-    std::vector<std::byte> bytes(static_cast<size_t>(layout[i].numel()) * 2);
-    for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<std::byte>(i * 31 + j);
-    data.push_back(std::move(bytes));
-  }
-  for (const uint64_t limit : {uint64_t{120}, uint64_t{1} << 20}) {
-    test::TempDir streamed;
-    test::TempDir reference;
-    std::vector<std::string> notified;
-    const std::vector<std::string> files = write_sharded_safetensors_streaming(
-        streamed.path(), layout, limit, {},
-        [&](size_t i, std::span<std::byte> out) {
-          ASSERT_EQ(out.size(), data[i].size());
-          std::memcpy(out.data(), data[i].data(), out.size());
-        },
-        [&](const std::string& file) { notified.push_back(file); });
-    EXPECT_EQ(files, notified);
-
-    std::vector<TensorToWrite> tensors;
-    for (size_t i = 0; i < layout.size(); ++i) {
-      tensors.push_back({layout[i].name, layout[i].dtype, layout[i].shape, data[i]});
-    }
-    write_sharded_safetensors(reference.path(), tensors, limit);
-
-    size_t reference_files = 0;
-    for (const auto& entry : fs::directory_iterator(reference.path())) {
-      ++reference_files;
-      const std::string name = entry.path().filename().string();
-      ASSERT_TRUE(fs::exists(streamed / name)) << name;
-      EXPECT_EQ(read_file(streamed / name), read_file(entry.path())) << name;
-    }
-    EXPECT_EQ(files.size(), reference_files);
-    if (limit == 120) {
-      EXPECT_EQ(files.back(), "model.safetensors.index.json");
-      EXPECT_GT(files.size(), 3u);
-    } else {
-      EXPECT_EQ(files, std::vector<std::string>{"model.safetensors"});
-    }
-    const SafetensorsModel model = SafetensorsModel::open(streamed.path());
-    for (size_t i = 0; i < layout.size(); ++i) {
-      const std::span<const std::byte> read = model.data(layout[i].name);
-      EXPECT_TRUE(std::equal(read.begin(), read.end(), data[i].begin(), data[i].end()));
-    }
-  }
 }
 
 TEST(RandomWeights, WritesEveryLlamaTensorInitialisedLikeTransformers) {

@@ -4,6 +4,7 @@
 // of random header damage that must end in ll::Error, never a crash (run under ASan).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -217,6 +218,95 @@ TEST(Safetensors, ShardedWriteFollowsSavePretrained) {
   EXPECT_FALSE(fs::exists(dir / "model.safetensors.index.json"));
   EXPECT_FALSE(fs::exists(dir / "model-00001-of-00004.safetensors"));
   EXPECT_EQ(SafetensorsModel::open(dir.path()).read_f32("t5"), values[5]);
+}
+
+std::vector<TensorInfo> small_bf16_layout() {
+  std::vector<TensorInfo> layout;
+  const std::vector<std::pair<const char*, std::vector<int64_t>>> shapes = {
+      {"a", {10, 4}}, {"b", {3}}, {"c", {50, 2}}, {"d", {7, 7}}, {"e", {1}}};
+  for (const auto& [name, shape] : shapes) {
+    TensorInfo info;
+    info.name = name;
+    info.dtype = DType::BF16;
+    info.shape = shape;
+    layout.push_back(info);
+  }
+  return layout;
+}
+
+TEST(Safetensors, StreamingShardedWriteMatchesWriteShardedSafetensors) {
+  // Bytes of each tensor: a 80, b 6, c 200, d 98, e 2. With a 120-byte limit the shards
+  // are [c] (too large: its own shard, when it is met) [a b] [d e], plus the index.
+  const std::vector<TensorInfo> layout = small_bf16_layout();
+  std::vector<std::vector<std::byte>> data;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    std::vector<std::byte> bytes(static_cast<size_t>(layout[i].numel()) * 2);
+    for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<std::byte>(i * 31 + j);
+    data.push_back(std::move(bytes));
+  }
+  for (const uint64_t limit : {uint64_t{120}, uint64_t{1} << 20}) {
+    test::TempDir streamed;
+    test::TempDir reference;
+    std::vector<std::string> notified;
+    std::vector<size_t> produced;
+    const std::vector<std::string> files = write_sharded_safetensors_streaming(
+        streamed.path(), layout, limit, {},
+        [&](size_t i) {
+          produced.push_back(i);
+          return std::span<const std::byte>(data[i]);
+        },
+        [&](const std::string& file) { notified.push_back(file); });
+    EXPECT_EQ(files, notified);
+    // Each tensor asked for once, shard by shard (memory stays at one tensor).
+    const std::vector<size_t> file_order =
+        limit == 120 ? std::vector<size_t>{2, 0, 1, 3, 4} : std::vector<size_t>{0, 1, 2, 3, 4};
+    EXPECT_EQ(produced, file_order);
+
+    std::vector<TensorToWrite> tensors;
+    for (size_t i = 0; i < layout.size(); ++i) {
+      tensors.push_back({layout[i].name, layout[i].dtype, layout[i].shape, data[i]});
+    }
+    write_sharded_safetensors(reference.path(), tensors, limit);
+
+    size_t reference_files = 0;
+    for (const auto& entry : fs::directory_iterator(reference.path())) {
+      ++reference_files;
+      const std::string name = entry.path().filename().string();
+      ASSERT_TRUE(fs::exists(streamed / name)) << name;
+      EXPECT_EQ(read_file(streamed / name), read_file(entry.path())) << name;
+    }
+    EXPECT_EQ(files.size(), reference_files);
+    if (limit == 120) {
+      EXPECT_EQ(files.back(), "model.safetensors.index.json");
+      EXPECT_EQ(files.size(), 4u);
+    } else {
+      EXPECT_EQ(files, std::vector<std::string>{"model.safetensors"});
+    }
+    const SafetensorsModel model = SafetensorsModel::open(streamed.path());
+    for (size_t i = 0; i < layout.size(); ++i) {
+      const std::span<const std::byte> read = model.data(layout[i].name);
+      EXPECT_TRUE(std::equal(read.begin(), read.end(), data[i].begin(), data[i].end()));
+    }
+  }
+}
+
+TEST(Safetensors, StreamingShardedWriteRejectsWrongByteCounts) {
+  const std::vector<TensorInfo> layout = small_bf16_layout();
+  const std::vector<std::byte> too_short(7);
+  test::TempDir dir;
+  expect_error(
+      [&] {
+        write_sharded_safetensors_streaming(dir.path(), layout, 1 << 20, {},
+                                            [&](size_t) { return std::span(too_short); });
+      },
+      {"model.safetensors", "'a'", "80 bytes", "7 were given"});
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
+  expect_error(
+      [&] {
+        write_sharded_safetensors_streaming(dir.path(), layout, 0, {},
+                                            [&](size_t) { return std::span(too_short); });
+      },
+      {dir.path().string(), "max_shard_bytes must be positive"});
 }
 
 TEST(Safetensors, StreamingWriterWritesInLayoutOrder) {
