@@ -13,6 +13,10 @@ size_t dtype_size(DType dtype) {
       return 2;
     case DType::F16:
       return 2;
+    case DType::I32:
+      return 4;
+    case DType::I64:
+      return 8;
   }
   return 0;
 }
@@ -25,6 +29,10 @@ std::string_view dtype_name(DType dtype) {
       return "BF16";
     case DType::F16:
       return "F16";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
   }
   return "?";
 }
@@ -33,6 +41,8 @@ std::optional<DType> parse_dtype(std::string_view name) {
   if (name == "F32") return DType::F32;
   if (name == "BF16") return DType::BF16;
   if (name == "F16") return DType::F16;
+  if (name == "I32") return DType::I32;
+  if (name == "I64") return DType::I64;
   return std::nullopt;
 }
 

@@ -10,10 +10,15 @@
 
 namespace ll {
 
-enum class DType : uint8_t { F32, BF16, F16 };
+// I32 / I64 hold token ids and labels (e.g. in test fixtures); weights are F32, BF16 or F16.
+enum class DType : uint8_t { F32, BF16, F16, I32, I64 };
+
+inline bool dtype_is_float(DType dtype) {
+  return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16;
+}
 
 size_t dtype_size(DType dtype);
-std::string_view dtype_name(DType dtype);  // safetensors spelling: "F32", "BF16", "F16"
+std::string_view dtype_name(DType dtype);  // safetensors spelling: "F32", "BF16", "I64", ...
 std::optional<DType> parse_dtype(std::string_view name);
 
 inline float bf16_to_f32(uint16_t bits) {

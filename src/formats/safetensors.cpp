@@ -74,7 +74,7 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, const 
   const std::optional<DType> parsed = parse_dtype(dtype_text);
   if (!parsed) {
     fail_at(path, where + " has dtype " + quote_name(dtype_text) +
-                      ", which llama-lora does not read (supported: F32, BF16, F16)");
+                      ", which llama-lora does not read (supported: F32, BF16, F16, I32, I64)");
   }
   info.dtype = *parsed;
 
@@ -396,6 +396,10 @@ std::vector<float> SafetensorsModel::read_f32(std::string_view name) const {
         out[i] = tensor.dtype == DType::BF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
       }
       break;
+    case DType::I32:
+    case DType::I64:
+      fail("safetensors", dir_.string() + ": tensor '" + std::string(name) + "' holds integers (" +
+                              std::string(dtype_name(tensor.dtype)) + "), not floats");
   }
   return out;
 }

@@ -42,7 +42,9 @@ TEST(DType, F16KnownValues) {
 
 TEST(DType, Names) {
   EXPECT_EQ(parse_dtype("BF16"), DType::BF16);
-  EXPECT_EQ(parse_dtype("I64"), std::nullopt);
+  EXPECT_EQ(parse_dtype("I64"), DType::I64);
+  EXPECT_EQ(parse_dtype("F8_E4M3"), std::nullopt);
+  EXPECT_FALSE(dtype_is_float(DType::I32));
   EXPECT_EQ(dtype_size(DType::F32), 4u);
   EXPECT_EQ(dtype_name(DType::F16), "F16");
 }

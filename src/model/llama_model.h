@@ -1,0 +1,94 @@
+// The Llama forward and explicit backward with LoRA (llm.c style: no autograd). Only what
+// LoRA training needs is computed: the frozen base weights get no gradient, and the input
+// gradient flows back through every layer to reach each layer's adapters.
+//
+// Per layer (x: the residual stream, [tokens, hidden] fp32):
+//   xn1 = rmsnorm(x) ; q,k,v = xn1·Wᵀ (+ LoRA) ; q,k = rope(q,k)
+//   a = attention(q, k, v) (causal, GQA, inside each packed document)
+//   x_mid = x + a·W_oᵀ (+ LoRA) ; xn2 = rmsnorm(x_mid)
+//   h = silu(xn2·W_gateᵀ (+LoRA)) * (xn2·W_upᵀ (+LoRA)) ; x_out = x_mid + h·W_downᵀ (+ LoRA)
+// then rmsnorm, LM head and cross-entropy over chunks of tokens (never the whole logits).
+// With gradient checkpointing only each layer's input is kept; backward recomputes the layer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "backend/cpu/rope.h"
+#include "model/llama_weights.h"
+#include "model/lora.h"
+
+namespace ll {
+
+enum class Checkpointing { Off, On };
+
+struct ModelOptions {
+  Checkpointing checkpointing = Checkpointing::Off;
+  int64_t loss_chunk_tokens = 64;  // tokens per LM-head chunk
+};
+
+// One micro-batch of `rows` sequences of `seq_len` tokens.
+struct TokenBatch {
+  int64_t rows = 0;
+  int64_t seq_len = 0;
+  std::vector<int32_t> input_ids;  // [rows * seq_len]
+  // The token each position must predict (already shifted), -100 where there is none.
+  std::vector<int32_t> targets;    // [rows * seq_len]
+  std::vector<int32_t> positions;  // [rows * seq_len] RoPE positions
+  std::vector<std::vector<uint32_t>> document_starts;  // per row, ascending, first 0
+
+  int64_t tokens() const { return rows * seq_len; }
+  int64_t target_count() const;  // positions whose target is not -100
+  void check(int64_t vocab_size) const;  // shapes and ids; ll::Error naming the problem
+
+ private:
+  static void check_that(bool ok, const char* what);
+};
+
+class LlamaLoraModel {
+ public:
+  // `adapter` may be null (base model only). Both must outlive the model.
+  LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, ModelOptions options);
+  ~LlamaLoraModel();
+  LlamaLoraModel(const LlamaLoraModel&) = delete;
+  LlamaLoraModel& operator=(const LlamaLoraModel&) = delete;
+
+  // Forward and backward. LoRA gradients are ADDED to the adapter's grad buffers (gradient
+  // accumulation); the loss gradient is scaled by `loss_scale` (1 / label tokens of the whole
+  // optimizer step). Returns loss_scale * sum of the per-token losses.
+  double forward_backward(const TokenBatch& batch, double loss_scale);
+
+  // Forward only: sum of per-token losses over the targets (evaluation).
+  double forward_loss_sum(const TokenBatch& batch);
+
+  // Forward only: logits of every position, [tokens, vocab] fp32 (tests and small models).
+  std::vector<float> forward_logits(const TokenBatch& batch);
+
+  // Seed of the LoRA dropout masks of the next forward (a new one per micro-batch).
+  void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
+
+ private:
+  struct Activations;
+  void forward_layers(const TokenBatch& batch);
+  void layer_forward(int64_t layer, const TokenBatch& batch, const float* x, float* x_out,
+                     Activations& acts);
+  void layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out, float* d_x,
+                      Activations& acts);
+  void final_norm(const TokenBatch& batch);
+  void ensure_rope(const TokenBatch& batch);
+  uint64_t dropout_key(int64_t layer, LoraTarget target) const;
+
+  const LlamaWeights& base_;
+  LoraAdapter* adapter_;
+  ModelOptions options_;
+  uint64_t dropout_seed_ = 0;
+  cpu::RopeTable rope_;
+  std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
+  std::vector<std::vector<float>> layer_inputs_;          // [layers + 1][tokens, hidden]
+  std::vector<float> final_hidden_;                       // [tokens, hidden] after the final norm
+  std::vector<float> final_rstd_;                         // [tokens]
+};
+
+}  // namespace ll

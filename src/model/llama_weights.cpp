@@ -1,0 +1,98 @@
+// See llama_weights.h.
+#include "model/llama_weights.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace ll {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) text += ", ";
+    text += std::to_string(shape[i]);
+  }
+  return text + "]";
+}
+
+class WeightBinder {
+ public:
+  WeightBinder(const fs::path& dir, LlamaWeights& weights) : dir_(dir), weights_(weights) {}
+
+  cpu::WeightView bind(const std::string& name, const std::vector<int64_t>& shape) {
+    const SafetensorsModel& model = *weights_.storage;
+    if (!model.contains(name)) {
+      fail("model", dir_.string() + ": tensor '" + name + "' is missing");
+    }
+    const TensorInfo& info = model.info(name);
+    if (!dtype_is_float(info.dtype)) {
+      fail("model", dir_.string() + ": tensor '" + name + "' has dtype " +
+                        std::string(dtype_name(info.dtype)) + ", expected F32, BF16 or F16");
+    }
+    if (info.shape != shape) {
+      fail("model", dir_.string() + ": tensor '" + name + "' has shape " +
+                        shape_text(info.shape) + " but config.json implies " + shape_text(shape));
+    }
+    const std::span<const std::byte> bytes = model.data(name);
+    const void* data = bytes.data();
+    // Element access through typed pointers needs natural alignment; safetensors only
+    // guarantees it when every earlier tensor's size keeps it, so copy the rare misfit.
+    if (reinterpret_cast<std::uintptr_t>(data) % dtype_size(info.dtype) != 0) {
+      auto& copy = weights_.realigned.emplace_back(bytes.size());
+      std::memcpy(copy.data(), bytes.data(), bytes.size());
+      data = copy.data();
+    }
+    return {data, info.dtype};
+  }
+
+ private:
+  const fs::path& dir_;
+  LlamaWeights& weights_;
+};
+
+}  // namespace
+
+LlamaWeights load_llama_weights(const fs::path& model_dir) {
+  LlamaWeights weights;
+  weights.config = load_llama_config(model_dir);
+  const LlamaConfig& c = weights.config;
+  if (c.attention_bias || c.mlp_bias) {
+    fail("model", model_dir.string() +
+                      "/config.json: attention_bias / mlp_bias are not supported yet");
+  }
+  weights.storage = std::make_shared<SafetensorsModel>(SafetensorsModel::open(model_dir));
+  // The realigned copies must not move once views point at them.
+  weights.realigned.reserve(static_cast<size_t>(9 * c.num_hidden_layers + 3));
+  WeightBinder binder(model_dir, weights);
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_out = c.num_attention_heads * c.head_dim;
+  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
+  const int64_t inter = c.intermediate_size;
+  weights.embed_tokens = binder.bind("model.embed_tokens.weight", {c.vocab_size, hidden});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LlamaLayerWeights layer;
+    layer.input_layernorm = binder.bind(p + "input_layernorm.weight", {hidden});
+    layer.q_proj = binder.bind(p + "self_attn.q_proj.weight", {q_out, hidden});
+    layer.k_proj = binder.bind(p + "self_attn.k_proj.weight", {kv_out, hidden});
+    layer.v_proj = binder.bind(p + "self_attn.v_proj.weight", {kv_out, hidden});
+    layer.o_proj = binder.bind(p + "self_attn.o_proj.weight", {hidden, q_out});
+    layer.post_attention_layernorm = binder.bind(p + "post_attention_layernorm.weight", {hidden});
+    layer.gate_proj = binder.bind(p + "mlp.gate_proj.weight", {inter, hidden});
+    layer.up_proj = binder.bind(p + "mlp.up_proj.weight", {inter, hidden});
+    layer.down_proj = binder.bind(p + "mlp.down_proj.weight", {hidden, inter});
+    weights.layers.push_back(layer);
+  }
+  weights.norm = binder.bind("model.norm.weight", {hidden});
+  if (c.tie_word_embeddings) {  // transformers ties even when a stale lm_head is stored
+    weights.lm_head = weights.embed_tokens;
+  } else {
+    weights.lm_head = binder.bind("lm_head.weight", {c.vocab_size, hidden});
+  }
+  return weights;
+}
+
+}  // namespace ll

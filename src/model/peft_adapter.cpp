@@ -1,0 +1,139 @@
+// See peft_adapter.h.
+#include "model/peft_adapter.h"
+
+#include <nlohmann/json.hpp>
+#include <cstring>
+
+#include "core/error.h"
+#include "formats/safetensors.h"
+
+namespace ll {
+namespace {
+
+using nlohmann::json;
+
+const json& require(const json& config, const char* field, const std::string& origin) {
+  if (!config.contains(field)) fail("adapter", origin + ": missing required field '" + field + "'");
+  return config.at(field);
+}
+
+}  // namespace
+
+LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model) {
+  const fs::path config_path = dir / "adapter_config.json";
+  const std::string origin = config_path.string();
+  json config;
+  try {
+    config = json::parse(read_file(config_path));
+  } catch (const json::exception& error) {
+    fail("adapter", origin + ": not valid JSON (" + std::string(error.what()) + ")");
+  }
+  if (!config.is_object()) fail("adapter", origin + ": not a JSON object");
+  LoraConfig lora;
+  try {
+    const json& peft_type = require(config, "peft_type", origin);
+    if (peft_type != "LORA") {
+      fail("adapter", origin + ": peft_type " + peft_type.dump() + " is not supported (LORA only)");
+    }
+    lora.r = require(config, "r", origin).get<int64_t>();
+    lora.alpha = require(config, "lora_alpha", origin).get<double>();
+    lora.dropout = config.value("lora_dropout", 0.0);
+    lora.use_rslora = config.value("use_rslora", false);
+    if (config.contains("bias") && config["bias"] != "none") {
+      fail("adapter", origin + ": bias " + config["bias"].dump() + " is not supported (none only)");
+    }
+    if (config.value("use_dora", false)) fail("adapter", origin + ": DoRA is not supported");
+    const json& targets = require(config, "target_modules", origin);
+    if (targets.is_string()) {
+      lora.targets = parse_lora_targets(targets.get<std::string>());
+    } else {
+      for (const json& name : targets) {
+        const auto target = parse_lora_target(name.get<std::string>());
+        if (!target) {
+          fail("adapter", origin + ": target module " + name.dump() + " is not a Llama projection");
+        }
+        lora.targets[static_cast<size_t>(*target)] = true;
+      }
+    }
+  } catch (const json::type_error& error) {
+    fail("adapter", origin + ": a field has the wrong type (" + std::string(error.what()) + ")");
+  }
+  if (lora.r < 1) fail("adapter", origin + ": r must be at least 1");
+  if (!lora.targets_any()) fail("adapter", origin + ": target_modules is empty");
+
+  const SafetensorsModel tensors =
+      SafetensorsModel::open(dir, "adapter_model.safetensors", "adapter_model.safetensors.index.json");
+  LoraAdapter adapter = lora_init(model, lora, 0);
+  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      if (!matrix) continue;
+      for (char which : {'A', 'B'}) {
+        const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
+        if (!tensors.contains(name)) {
+          fail("adapter", dir.string() + "/adapter_model.safetensors: tensor '" + name +
+                              "' is missing");
+        }
+        const TensorInfo& info = tensors.info(name);
+        const std::vector<int64_t> expected =
+            which == 'A' ? std::vector<int64_t>{lora.r, matrix->in}
+                         : std::vector<int64_t>{matrix->out, lora.r};
+        if (info.shape != expected) {
+          fail("adapter", dir.string() + "/adapter_model.safetensors: tensor '" + name +
+                              "' has the wrong shape for this model (expected [" +
+                              std::to_string(expected[0]) + ", " + std::to_string(expected[1]) +
+                              "])");
+        }
+        (which == 'A' ? matrix->a : matrix->b) = tensors.read_f32(name);
+      }
+    }
+  }
+  return adapter;
+}
+
+void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
+                       const std::string& base_model) {
+  const LoraConfig& lora = adapter.config;
+  json targets = json::array();
+  for (LoraTarget target : kAllLoraTargets) {
+    if (lora.targets[static_cast<size_t>(target)]) targets.push_back(lora_target_name(target));
+  }
+  json config = {{"peft_type", "LORA"},
+                 {"task_type", "CAUSAL_LM"},
+                 {"base_model_name_or_path", base_model.empty() ? json(nullptr) : json(base_model)},
+                 {"r", lora.r},
+                 {"lora_alpha", lora.alpha},
+                 {"lora_dropout", lora.dropout},
+                 {"use_rslora", lora.use_rslora},
+                 {"target_modules", targets},
+                 {"bias", "none"},
+                 {"fan_in_fan_out", false},
+                 {"inference_mode", true},
+                 {"init_lora_weights", true},
+                 {"use_dora", false},
+                 {"modules_to_save", nullptr},
+                 {"layers_to_transform", nullptr},
+                 {"layers_pattern", nullptr},
+                 {"rank_pattern", json::object()},
+                 {"alpha_pattern", json::object()},
+                 {"revision", nullptr}};
+  write_file_atomic(dir / "adapter_config.json", config.dump(2) + "\n");
+
+  std::vector<TensorToWrite> tensors;
+  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      if (!matrix) continue;
+      const auto as_bytes = [](const std::vector<float>& values) {
+        return std::as_bytes(std::span(values.data(), values.size()));
+      };
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'A'), DType::F32,
+                         {lora.r, matrix->in}, as_bytes(matrix->a)});
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'B'), DType::F32,
+                         {matrix->out, lora.r}, as_bytes(matrix->b)});
+    }
+  }
+  write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
+}
+
+}  // namespace ll

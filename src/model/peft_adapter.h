@@ -1,0 +1,22 @@
+// PEFT adapter folders: adapter_config.json + adapter_model.safetensors, read and written the
+// way peft does (`save_pretrained` / `PeftModel.from_pretrained`), so an adapter moves freely
+// between llama-lora and the Python stack.
+#pragma once
+
+#include <string>
+
+#include "core/file.h"
+#include "model/lora.h"
+
+namespace ll {
+
+// Reads an adapter for a model of shape `model`. Checks peft_type LORA, bias "none", the
+// target modules, and every tensor's presence, dtype and shape; errors name file and field.
+LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model);
+
+// Writes adapter_config.json and adapter_model.safetensors (fp32) into `dir` (which must
+// exist; callers stage it). `base_model` goes to base_model_name_or_path ("" = null).
+void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
+                       const std::string& base_model);
+
+}  // namespace ll

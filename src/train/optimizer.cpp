@@ -1,0 +1,48 @@
+// See optimizer.h.
+#include "train/optimizer.h"
+
+#include <cmath>
+
+namespace ll {
+
+LoraOptimizer::LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings)
+    : adapter_(adapter), settings_(settings) {
+  for (auto& layer : adapter_.layers) {
+    for (auto& matrix : layer) {
+      if (!matrix) continue;
+      slots_.push_back({&matrix->a, &matrix->grad_a});
+      slots_.push_back({&matrix->b, &matrix->grad_b});
+    }
+  }
+  for (const Slot& slot : slots_) {
+    exp_avg_.emplace_back(slot.param->size(), 0.0f);
+    exp_avg_sq_.emplace_back(slot.param->size(), 0.0f);
+  }
+}
+
+double LoraOptimizer::clip_gradients() {
+  std::vector<cpu::GradBuffer> grads;
+  grads.reserve(slots_.size());
+  for (const Slot& slot : slots_) {
+    grads.push_back({slot.grad->data(), static_cast<int64_t>(slot.grad->size())});
+  }
+  if (settings_.max_grad_norm <= 0) {
+    double sum = 0;
+    for (const auto& g : grads) sum += cpu::grad_sum_of_squares(g.data, g.size);
+    return std::sqrt(sum);
+  }
+  return cpu::clip_grad_norm(grads, settings_.max_grad_norm);
+}
+
+void LoraOptimizer::step(double lr) {
+  ++steps_;
+  const cpu::AdamWConfig config{lr, settings_.beta1, settings_.beta2, settings_.epsilon,
+                                settings_.weight_decay};
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    cpu::adamw_update(slots_[i].param->data(), slots_[i].grad->data(), exp_avg_[i].data(),
+                      exp_avg_sq_[i].data(), static_cast<int64_t>(slots_[i].param->size()), config,
+                      steps_);
+  }
+}
+
+}  // namespace ll

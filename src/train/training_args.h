@@ -1,0 +1,114 @@
+// Every setting of `llama-lora train`, under Hugging Face TrainingArguments / peft / TRL names
+// so that the seed's launch flags work as they are. Defaults are transformers' own; the `sql`
+// recipe sets the seed's (SEED.md step 1). Precedence: defaults < recipe < recipe file < flags:
+// `--recipe` (name or file, repeatable, applied left to right) always goes before the flags,
+// wherever it stands on the command line.
+//
+// Flags are HfArgumentParser-style: `--name VALUE` or `--name=VALUE`; a flag given twice takes
+// the last value (so `launch.sh "$@"` can override). Booleans accept `--bf16` alone (true) or a
+// value: true/false, t/f, yes/no, y/n, 1/0, on/off, any case. For seed-script compatibility a
+// few HF flags that change nothing here are accepted and ignored: --do_train, --zero_1,
+// --remove_unused_columns, --report_to, and --save_strategy / --logging_strategy steps,
+// --optim adamw_torch (adamw_hf, adamw_torch_fused); other values of those are errors, and
+// any other unknown flag is CLI11's "not expected" error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace CLI {
+class App;
+}
+
+namespace ll {
+
+struct TrainingArgs {
+  // Model and data.
+  std::string model;      // --model (aliases --model_id, --model_name_or_path): HF model folder
+  std::string tokenizer;  // --tokenizer: folder with tokenizer.json (default: the model's)
+  std::string data;       // --data (alias --dataset_path): JSONL / JSON file
+  std::string preset = "sql";  // sql | messages | alpaca | text
+  int64_t max_seq_length = 1024;
+  bool packing = true;
+  bool completion_only_loss = false;  // loss on assistant tokens only
+  bool skip_bad_rows = false;
+  int64_t train_rows = 50000;  // split sizes after the seed-23 shuffle (see data/split.h)
+  int64_t eval_rows = 500;
+  uint64_t data_seed = 23;
+
+  // Optimisation (transformers.TrainingArguments).
+  std::string output_dir;
+  int64_t per_device_train_batch_size = 8;
+  int64_t per_device_eval_batch_size = 8;
+  int64_t gradient_accumulation_steps = 1;
+  int64_t max_steps = -1;  // > 0 overrides num_train_epochs
+  double num_train_epochs = 3.0;
+  double learning_rate = 5e-5;
+  std::string lr_scheduler_type = "linear";
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;  // 0: no clipping (transformers clips only when > 0)
+  uint64_t seed = 42;
+  int64_t logging_steps = 500;
+  int64_t save_steps = 500;
+  int64_t eval_steps = 0;        // 0: no evaluation during training
+  int64_t save_total_limit = 0;  // 0: keep every checkpoint
+  bool bf16 = false;
+  bool gradient_checkpointing = false;
+  bool dataloader_drop_last = false;
+  bool overwrite_output_dir = false;
+  std::string resume_from_checkpoint;  // a checkpoint folder, or "latest"
+
+  // LoRA (peft.LoraConfig).
+  int64_t lora_r = 8;
+  double lora_alpha = 16.0;
+  double lora_dropout = 0.0;
+  std::string target_modules = "q_proj,v_proj";  // comma list or all-linear
+  bool use_rslora = false;
+
+  // Parallelism (the distributed issue): accepted now so seed scripts parse.
+  int64_t tensor_parallel_size = 1;
+
+  // Every setting, keyed by its flag name without dashes (training_args.json in
+  // checkpoints). The result is itself a valid JSON recipe file: load_recipe_file() on it
+  // gives the same settings back.
+  nlohmann::json to_json() const;
+};
+
+// The built-in recipe names ("sql").
+std::vector<std::string_view> recipe_names();
+
+// The seed's settings (SEED.md step 1): LoRA r 8, alpha 64, dropout 0.05, all seven
+// projections, rsLoRA; bf16; batch 8; lr 1e-5; 250 steps; logging 10; packing at 1024;
+// gradient checkpointing; drop last; sql preset with the seed-23 50,000 / 500 split; saves
+// every 250 steps (the seed's one checkpoint-250). A recipe sets only its own settings, on top
+// of whatever `args` holds. `name` may also be a recipe file: one ending .yaml/.yml/.json, or
+// any existing file (built-in names win). Unknown names are an error listing the known ones.
+void apply_recipe(TrainingArgs& args, const std::string& name);
+
+// Adds every flag of `train` to `command`, bound to `args` (which must outlive the parse);
+// `--recipe NAME|FILE` is applied before the flags (so flags override it). Booleans accept
+// `--bf16`, `--bf16 True`, `--bf16=false`. A bad value makes parse() throw ll::Error
+// ("[train] --lora_r: expected an integer, got 'x'"); an unknown flag, CLI::ParseError.
+// Call validate_training_args() once parsing is done.
+void add_training_flags(CLI::App& command, TrainingArgs& args);
+
+// Reads a YAML or JSON recipe file (keys are the flag names without dashes) into `args`:
+// one mapping of key: value; target_modules may also be a list. .json files are read as JSON
+// (strict types: numbers, true/false, strings), others as YAML. Unknown keys and wrong types
+// are errors naming the file and key; a file with an error leaves `args` as it was.
+void load_recipe_file(TrainingArgs& args, const std::string& path);
+
+// Checks each setting and the settings against each other, before anything is loaded
+// (ll::Error "[train] --flag ..."); checks that need the model or data come later.
+void validate_training_args(const TrainingArgs& args);
+
+}  // namespace ll
