@@ -19,6 +19,7 @@ int run_cli(int argc, char** argv) {
   add_tokenize_command(app);
   add_data_stats_command(app);
   add_make_data_command(app);
+  add_train_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

@@ -17,5 +17,6 @@ void add_tokenize_command(CLI::App& app);
 void add_data_stats_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_make_data_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace ll

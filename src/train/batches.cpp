@@ -1,0 +1,72 @@
+// See batches.h.
+#include "train/batches.h"
+
+#include <algorithm>
+
+#include "backend/cpu/cross_entropy.h"
+#include "core/error.h"
+#include "data/numpy_random.h"
+
+namespace ll {
+
+TokenBatch make_token_batch(const TokenSequences& sequences, std::span<const uint64_t> indices) {
+  check(!indices.empty(), "batch", "a micro-batch needs at least one sequence");
+  const int64_t seq_len = sequences.seq_length;
+  TokenBatch batch;
+  batch.rows = static_cast<int64_t>(indices.size());
+  batch.seq_len = seq_len;
+  const size_t n = static_cast<size_t>(batch.rows * seq_len);
+  batch.input_ids.resize(n);
+  batch.targets.resize(n);
+  batch.positions.resize(n);
+  batch.document_starts.reserve(indices.size());
+  for (size_t row = 0; row < indices.size(); ++row) {
+    check(indices[row] < sequences.size(), "batch",
+          "sequence " + std::to_string(indices[row]) + " is out of range (" +
+              std::to_string(sequences.size()) + " sequences)");
+    const SequenceView seq = sequences.sequence(indices[row]);
+    int32_t* ids = batch.input_ids.data() + row * static_cast<size_t>(seq_len);
+    int32_t* targets = batch.targets.data() + row * static_cast<size_t>(seq_len);
+    int32_t* positions = batch.positions.data() + row * static_cast<size_t>(seq_len);
+    std::copy(seq.ids.begin(), seq.ids.end(), ids);
+
+    // starts[d] <= t < starts[d + 1]: token t belongs to document d.
+    const std::span<const uint32_t> starts = seq.document_starts;
+    size_t doc = 0;
+    for (int64_t t = 0; t < seq_len; ++t) {
+      while (doc + 1 < starts.size() && starts[doc + 1] <= t) ++doc;
+      const uint32_t doc_start = starts.empty() ? 0 : starts[doc];
+      positions[t] = static_cast<int32_t>(t - doc_start);
+      const bool next_in_same_doc =
+          t + 1 < seq_len && !(doc + 1 < starts.size() && starts[doc + 1] == t + 1);
+      targets[t] = next_in_same_doc && seq.labels[static_cast<size_t>(t + 1)] != 0
+                       ? seq.ids[static_cast<size_t>(t + 1)]
+                       : cpu::kIgnoreLabel;
+    }
+    batch.document_starts.emplace_back(starts.begin(), starts.end());
+    if (batch.document_starts.back().empty()) batch.document_starts.back().push_back(0);
+  }
+  return batch;
+}
+
+std::vector<uint64_t> epoch_order(uint64_t count, uint64_t shuffle_seed, int64_t epoch) {
+  return numpy_permutation(count, shuffle_seed + static_cast<uint64_t>(epoch));
+}
+
+namespace {
+
+// splitmix64's finaliser: a well-mixed 64-bit hash of one word.
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+uint64_t micro_batch_dropout_seed(uint64_t seed, int64_t step, int64_t micro) {
+  return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(micro));
+}
+
+}  // namespace ll

@@ -1,0 +1,304 @@
+// See checkpoint.h.
+#include "train/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "core/error.h"
+#include "formats/input_checks.h"
+#include "formats/safetensors.h"
+#include "model/peft_adapter.h"
+#include "train/training_args.h"
+
+namespace ll {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kOrigin = "train";
+constexpr const char* kCheckpointFiles[] = {"adapter_config.json", "adapter_model.safetensors",
+                                            "optimizer.safetensors", "trainer_state.json",
+                                            "training_args.json"};
+
+// Visits the LoRA tensors in LoraOptimizer's order: per layer, per target, A then B.
+template <typename Visit>
+void for_each_lora_tensor(const LoraAdapter& adapter, Visit visit) {
+  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      if (!matrix) continue;
+      visit(lora_tensor_name(static_cast<int64_t>(layer), target, 'A'),
+            std::vector<int64_t>{adapter.config.r, matrix->in});
+      visit(lora_tensor_name(static_cast<int64_t>(layer), target, 'B'),
+            std::vector<int64_t>{matrix->out, adapter.config.r});
+    }
+  }
+}
+
+std::optional<int64_t> parse_checkpoint_step(const std::string& name) {
+  constexpr std::string_view kPrefix = "checkpoint-";
+  if (name.size() <= kPrefix.size() || name.compare(0, kPrefix.size(), kPrefix) != 0) {
+    return std::nullopt;
+  }
+  int64_t step = 0;
+  const char* begin = name.data() + kPrefix.size();
+  const char* end = name.data() + name.size();
+  const auto [ptr, ec] = std::from_chars(begin, end, step);
+  if (ec != std::errc() || ptr != end || step < 0) return std::nullopt;
+  return step;
+}
+
+// The closest folder at or above `path` that exists ("." for a relative path's root).
+fs::path nearest_existing(fs::path path) {
+  std::error_code ec;
+  while (!path.empty() && !fs::exists(path, ec)) path = path.parent_path();
+  return path.empty() ? fs::path(".") : path;
+}
+
+}  // namespace
+
+double TrainerState::epoch() const {
+  return steps_per_epoch > 0
+             ? static_cast<double>(global_step) / static_cast<double>(steps_per_epoch)
+             : 0.0;
+}
+
+json trainer_state_to_json(const TrainerState& s) {
+  json ours = {{"total_steps", s.total_steps},
+               {"steps_per_epoch", s.steps_per_epoch},
+               {"data_epoch", s.data_epoch},
+               {"data_index", s.data_index},
+               {"seed", s.seed},
+               {"shuffle_seed", s.shuffle_seed},
+               {"shuffle", "numpy default_rng(shuffle_seed + epoch).permutation(sequences)"},
+               {"dropout_seed", "splitmix64(seed, step, micro_batch)"},
+               {"train_sequences", s.train_sequences},
+               {"per_device_train_batch_size", s.per_device_train_batch_size},
+               {"gradient_accumulation_steps", s.gradient_accumulation_steps},
+               {"loss_sum_since_log", s.loss_sum_since_log},
+               {"steps_since_log", s.steps_since_log},
+               {"loss_sum_total", s.loss_sum_total},
+               {"elapsed_s", s.elapsed_s}};
+  // HF Trainer's TrainerState field names, so that tools reading those find them.
+  return {{"global_step", s.global_step},
+          {"epoch", s.epoch()},
+          {"max_steps", s.total_steps},
+          {"num_train_epochs",
+           s.steps_per_epoch > 0 ? (s.total_steps + s.steps_per_epoch - 1) / s.steps_per_epoch : 0},
+          {"logging_steps", s.logging_steps},
+          {"eval_steps", s.eval_steps},
+          {"save_steps", s.save_steps},
+          {"train_batch_size", s.per_device_train_batch_size},
+          {"log_history", s.log_history},
+          {"best_metric", nullptr},
+          {"best_model_checkpoint", nullptr},
+          {"llama_lora", ours}};
+}
+
+TrainerState trainer_state_from_json(const json& j, const std::string& origin) {
+  TrainerState s;
+  try {
+    check(j.is_object() && j.contains("llama_lora") && j["llama_lora"].is_object(), kOrigin,
+          origin + ": not a llama-lora trainer state (no \"llama_lora\" object)");
+    const json& o = j.at("llama_lora");
+    s.global_step = j.at("global_step").get<int64_t>();
+    s.log_history = j.at("log_history");
+    check(s.log_history.is_array(), kOrigin, origin + ": log_history is not an array");
+    s.logging_steps = j.value("logging_steps", int64_t{0});
+    s.eval_steps = j.value("eval_steps", int64_t{0});
+    s.save_steps = j.value("save_steps", int64_t{0});
+    s.total_steps = o.at("total_steps").get<int64_t>();
+    s.steps_per_epoch = o.at("steps_per_epoch").get<int64_t>();
+    s.data_epoch = o.at("data_epoch").get<int64_t>();
+    s.data_index = o.at("data_index").get<uint64_t>();
+    s.seed = o.at("seed").get<uint64_t>();
+    s.shuffle_seed = o.at("shuffle_seed").get<uint64_t>();
+    s.train_sequences = o.at("train_sequences").get<uint64_t>();
+    s.per_device_train_batch_size = o.at("per_device_train_batch_size").get<int64_t>();
+    s.gradient_accumulation_steps = o.at("gradient_accumulation_steps").get<int64_t>();
+    s.loss_sum_since_log = o.at("loss_sum_since_log").get<double>();
+    s.steps_since_log = o.at("steps_since_log").get<int64_t>();
+    s.loss_sum_total = o.at("loss_sum_total").get<double>();
+    s.elapsed_s = o.at("elapsed_s").get<double>();
+  } catch (const json::exception& error) {
+    fail(kOrigin, origin + ": missing or mistyped field (" + std::string(error.what()) + ")");
+  }
+  check(s.global_step >= 0 && s.steps_per_epoch > 0 && s.per_device_train_batch_size > 0 &&
+            s.gradient_accumulation_steps > 0,
+        kOrigin, origin + ": inconsistent step counts or batch geometry");
+  return s;
+}
+
+fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
+                         LoraOptimizer& optimizer, const TrainerState& state,
+                         const json& training_args, const std::string& base_model) {
+  const fs::path final_path = output_dir / ("checkpoint-" + std::to_string(state.global_step));
+  StagedDir staged(final_path, StagedDir::Existing::Replace);
+  save_peft_adapter(staged.path(), adapter, base_model);
+
+  std::vector<std::string> names;  // kept alive for the TensorToWrite views
+  std::vector<std::vector<int64_t>> shapes;
+  for_each_lora_tensor(adapter, [&](const std::string& name, std::vector<int64_t> shape) {
+    names.push_back(name);
+    shapes.push_back(std::move(shape));
+  });
+  check(names.size() == optimizer.exp_avg().size(), kOrigin,
+        "optimizer and adapter disagree on the number of LoRA tensors");
+  std::vector<TensorToWrite> tensors;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto bytes = [](const std::vector<float>& v) {
+      return std::as_bytes(std::span(v.data(), v.size()));
+    };
+    tensors.push_back(
+        {names[i] + ".exp_avg", DType::F32, shapes[i], bytes(optimizer.exp_avg()[i])});
+    tensors.push_back(
+        {names[i] + ".exp_avg_sq", DType::F32, shapes[i], bytes(optimizer.exp_avg_sq()[i])});
+  }
+  write_safetensors(staged.path() / "optimizer.safetensors", tensors,
+                    {{"format", "pt"},
+                     {"optimizer", "AdamW"},
+                     {"step", std::to_string(optimizer.steps_taken())}});
+  write_file_atomic(staged.path() / "trainer_state.json",
+                    trainer_state_to_json(state).dump(2) + "\n");
+  write_file_atomic(staged.path() / "training_args.json", training_args.dump(2) + "\n");
+  staged.commit();
+  return final_path;
+}
+
+LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model) {
+  std::error_code ec;
+  check(fs::is_directory(dir, ec), kOrigin, dir.string() + ": checkpoint folder not found");
+  for (const char* file : kCheckpointFiles) {
+    check(fs::is_regular_file(dir / file, ec), kOrigin,
+          (dir / file).string() + ": missing (not a complete checkpoint)");
+  }
+  LoadedCheckpoint out;
+  out.dir = dir;
+  const fs::path state_path = dir / "trainer_state.json";
+  out.state = trainer_state_from_json(
+      parse_json_text(read_file(state_path), kOrigin, state_path.string()), state_path.string());
+  const fs::path args_path = dir / "training_args.json";
+  parse_json_text(read_file(args_path), kOrigin, args_path.string());  // must at least parse
+  out.adapter = load_peft_adapter(dir, model);
+
+  const fs::path optimizer_path = dir / "optimizer.safetensors";
+  const SafetensorsFile file = SafetensorsFile::open(optimizer_path);
+  const auto step = file.metadata().find("step");
+  check(step != file.metadata().end(), kOrigin,
+        optimizer_path.string() + ": metadata has no \"step\"");
+  const auto [ptr, parse_ec] = std::from_chars(
+      step->second.data(), step->second.data() + step->second.size(), out.optimizer_steps);
+  check(parse_ec == std::errc() && ptr == step->second.data() + step->second.size() &&
+            out.optimizer_steps >= 0,
+        kOrigin, optimizer_path.string() + ": metadata \"step\" is not a step count");
+  const auto read = [&](const std::string& name, const std::vector<int64_t>& shape) {
+    const TensorInfo* info = file.find(name);
+    check(info != nullptr, kOrigin, optimizer_path.string() + ": tensor '" + name + "' is missing");
+    check(info->dtype == DType::F32 && info->shape == shape, kOrigin,
+          optimizer_path.string() + ": tensor '" + name + "' should be F32 " + shape_text(shape));
+    const auto bytes = file.data(*info);
+    std::vector<float> values(bytes.size() / sizeof(float));
+    std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+    return values;
+  };
+  for_each_lora_tensor(out.adapter,
+                       [&](const std::string& name, const std::vector<int64_t>& shape) {
+                         out.exp_avg.push_back(read(name + ".exp_avg", shape));
+                         out.exp_avg_sq.push_back(read(name + ".exp_avg_sq", shape));
+                       });
+  check(out.optimizer_steps == out.state.global_step, kOrigin,
+        optimizer_path.string() + ": step " + std::to_string(out.optimizer_steps) +
+            " disagrees with trainer_state.json's global_step " +
+            std::to_string(out.state.global_step));
+  return out;
+}
+
+void restore_optimizer(LoraOptimizer& optimizer, const LoadedCheckpoint& checkpoint) {
+  check(optimizer.exp_avg().size() == checkpoint.exp_avg.size(), kOrigin,
+        checkpoint.dir.string() + ": the optimizer state does not match the adapter");
+  for (size_t i = 0; i < checkpoint.exp_avg.size(); ++i) {
+    check(optimizer.exp_avg()[i].size() == checkpoint.exp_avg[i].size(), kOrigin,
+          checkpoint.dir.string() + ": the optimizer state does not match the adapter");
+    optimizer.exp_avg()[i] = checkpoint.exp_avg[i];
+    optimizer.exp_avg_sq()[i] = checkpoint.exp_avg_sq[i];
+  }
+  optimizer.set_steps_taken(checkpoint.optimizer_steps);
+}
+
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& output_dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  if (!fs::is_directory(output_dir, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(output_dir, ec)) {
+    if (!entry.is_directory(ec)) continue;
+    if (const auto step = parse_checkpoint_step(entry.path().filename().string())) {
+      out.emplace_back(*step, entry.path());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+fs::path resolve_resume_checkpoint(const std::string& value, const fs::path& output_dir) {
+  if (value == "latest") {
+    const auto checkpoints = list_checkpoints(output_dir);
+    check(!checkpoints.empty(), kOrigin,
+          "--resume_from_checkpoint latest: no checkpoint-<step> folder in " + output_dir.string());
+    return checkpoints.back().second;
+  }
+  std::error_code ec;
+  check(fs::is_directory(value, ec), kOrigin,
+        "--resume_from_checkpoint " + value + ": no such checkpoint folder");
+  return value;
+}
+
+void remove_old_checkpoints(const fs::path& output_dir, int64_t keep) {
+  if (keep <= 0) return;
+  auto checkpoints = list_checkpoints(output_dir);
+  const auto excess = static_cast<int64_t>(checkpoints.size()) - keep;
+  for (int64_t i = 0; i < excess; ++i) {
+    std::error_code ec;
+    fs::remove_all(checkpoints[static_cast<size_t>(i)].second, ec);
+    check(!ec, kOrigin,
+          checkpoints[static_cast<size_t>(i)].second.string() + ": cannot remove: " + ec.message());
+  }
+}
+
+void check_output_dir(const TrainingArgs& args) {
+  check(!args.output_dir.empty(), kOrigin, "--output_dir is required");
+  const fs::path out = args.output_dir;
+  std::error_code ec;
+  if (fs::exists(out, ec)) {
+    check(fs::is_directory(out, ec), kOrigin,
+          "--output_dir " + out.string() + ": exists and is not a folder");
+    check(::access(out.c_str(), W_OK | X_OK) == 0, kOrigin,
+          "--output_dir " + out.string() + ": not writable (" + std::strerror(errno) + ")");
+    if (args.resume_from_checkpoint.empty() && !args.overwrite_output_dir) {
+      std::string found;
+      for (const auto& [step, path] : list_checkpoints(out)) {
+        found += (found.empty() ? "" : ", ") + path.filename().string();
+      }
+      for (const char* file : {"adapter_model.safetensors", "metrics.jsonl"}) {
+        if (fs::exists(out / file, ec)) found += (found.empty() ? "" : ", ") + std::string(file);
+      }
+      check(found.empty(), kOrigin,
+            "--output_dir " + out.string() + " already holds a training run (" + found +
+                "); pass --resume_from_checkpoint latest to continue it or "
+                "--overwrite_output_dir to start over");
+    }
+    return;
+  }
+  const fs::path ancestor = nearest_existing(out.parent_path());
+  check(fs::is_directory(ancestor, ec), kOrigin,
+        "--output_dir " + out.string() + ": cannot be created: " + ancestor.string() +
+            " is not a folder");
+  check(::access(ancestor.c_str(), W_OK | X_OK) == 0, kOrigin,
+        "--output_dir " + out.string() + ": cannot be created: " + ancestor.string() +
+            " is not writable (" + std::strerror(errno) + ")");
+}
+
+}  // namespace ll

@@ -1,0 +1,100 @@
+// Training checkpoints (DESIGN.md "On disk"), written so that a run can stop anywhere and
+// continue exactly:
+//
+//   <output_dir>/checkpoint-<step>/
+//     adapter_config.json + adapter_model.safetensors   the LoRA weights (peft can load them)
+//     optimizer.safetensors   AdamW moments, F32, one pair per LoRA tensor, named like it +
+//                             ".exp_avg" / ".exp_avg_sq"; metadata "step" = AdamW steps taken
+//     trainer_state.json      HF's fields (global_step, epoch, max_steps, log_history, ...) and
+//                             ours under "llama_lora": data position (epoch and index into the
+//                             epoch's order), seeds, the logging sums, the batch geometry
+//     training_args.json      every setting of the run
+//
+// A checkpoint is built in a ".tmp-" folder beside it and renamed into place (StagedDir): a
+// crash never leaves a folder named checkpoint-<step> that is incomplete. Loading reads and
+// checks every file before the caller changes anything; errors name the file.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/file.h"
+#include "model/lora.h"
+#include "train/optimizer.h"
+
+namespace ll {
+
+struct TrainingArgs;
+
+// Where a run stands after `global_step` optimizer steps.
+struct TrainerState {
+  int64_t global_step = 0;
+  int64_t total_steps = 0;      // the schedule's length (HF max_steps)
+  int64_t steps_per_epoch = 0;  // optimizer steps per pass over the training sequences
+  // Data position of the next step: its epoch and the index, in that epoch's shuffled order
+  // (train/batches.h epoch_order), of its first sequence.
+  int64_t data_epoch = 0;
+  uint64_t data_index = 0;
+  uint64_t seed = 0;          // LoRA init and dropout masks (micro_batch_dropout_seed)
+  uint64_t shuffle_seed = 0;  // epoch e is ordered by numpy default_rng(shuffle_seed + e)
+  // The batch geometry the data position assumes; a resume must use the same.
+  uint64_t train_sequences = 0;
+  int64_t per_device_train_batch_size = 0;
+  int64_t gradient_accumulation_steps = 0;
+  // Logging sums, so that a resumed run logs exactly what an uninterrupted one would.
+  double loss_sum_since_log = 0;
+  int64_t steps_since_log = 0;
+  double loss_sum_total = 0;  // over every step so far (train_loss at the end)
+  double elapsed_s = 0;       // training time so far, over every resume
+  int64_t logging_steps = 0, eval_steps = 0, save_steps = 0;
+  nlohmann::json log_history = nlohmann::json::array();  // every metrics.jsonl line so far
+
+  double epoch() const;  // global_step / steps_per_epoch, as HF logs it
+};
+
+nlohmann::json trainer_state_to_json(const TrainerState& state);
+// `origin` names the file in errors.
+TrainerState trainer_state_from_json(const nlohmann::json& json, const std::string& origin);
+
+// Writes <output_dir>/checkpoint-<state.global_step>/ (replacing one of that name) and returns
+// its path.
+fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
+                         LoraOptimizer& optimizer, const TrainerState& state,
+                         const nlohmann::json& training_args, const std::string& base_model);
+
+struct LoadedCheckpoint {
+  fs::path dir;
+  LoraAdapter adapter;
+  std::vector<std::vector<float>> exp_avg;  // adapter tensor order (LoraOptimizer's)
+  std::vector<std::vector<float>> exp_avg_sq;
+  int64_t optimizer_steps = 0;
+  TrainerState state;
+};
+
+// Reads and checks a whole checkpoint for a model of shape `model`.
+LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model);
+
+// Puts the checkpoint's moments and step count into `optimizer` (built on its adapter).
+void restore_optimizer(LoraOptimizer& optimizer, const LoadedCheckpoint& checkpoint);
+
+// The checkpoint-<step> folders of `output_dir`, by ascending step.
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& output_dir);
+
+// `value` is a checkpoint folder or "latest" (the highest step in `output_dir`).
+fs::path resolve_resume_checkpoint(const std::string& value, const fs::path& output_dir);
+
+// Removes the oldest checkpoints so that at most `keep` remain (keep <= 0: keep all).
+void remove_old_checkpoints(const fs::path& output_dir, int64_t keep);
+
+// Before a run writes anything: the output folder must be creatable and writable (or exist
+// as a writable folder), and must not hold an earlier run's checkpoints, final adapter or
+// metrics unless --overwrite_output_dir or --resume_from_checkpoint says what to do with
+// them (Hugging Face's rule). Errors name the folder and the flag.
+void check_output_dir(const TrainingArgs& args);
+
+}  // namespace ll

@@ -1,0 +1,453 @@
+// See trainer.h.
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/text.h"
+#include "model/peft_adapter.h"
+#include "train/batches.h"
+
+namespace ll {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kOrigin = "train";
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string format_number(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+// Turns LoRA dropout off while it lives (evaluation: torch's model.eval()). The model has no
+// eval mode of its own, and it reads the dropout rate from the adapter's config.
+class DropoutOff {
+ public:
+  explicit DropoutOff(LoraAdapter& adapter) : adapter_(adapter), saved_(adapter.config.dropout) {
+    adapter_.config.dropout = 0;
+  }
+  ~DropoutOff() { adapter_.config.dropout = saved_; }
+  DropoutOff(const DropoutOff&) = delete;
+  DropoutOff& operator=(const DropoutOff&) = delete;
+
+ private:
+  LoraAdapter& adapter_;
+  double saved_;
+};
+
+// Removes what an earlier run left in `dir` (--overwrite_output_dir): its checkpoints, metrics
+// and final adapter, so that `latest` and save_total_limit never mix two runs.
+void clear_previous_run(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& [step, path] : list_checkpoints(dir)) {
+    fs::remove_all(path, ec);
+    check(!ec, kOrigin, path.string() + ": cannot remove: " + ec.message());
+  }
+  for (const char* file : {"metrics.jsonl", "adapter_model.safetensors", "adapter_config.json"}) {
+    fs::remove(dir / file, ec);
+  }
+}
+
+bool same_lora(const LoraConfig& a, const LoraConfig& b) {
+  return a.r == b.r && a.alpha == b.alpha && a.dropout == b.dropout &&
+         a.use_rslora == b.use_rslora && a.targets == b.targets;
+}
+
+}  // namespace
+
+LoraConfig lora_config_from_args(const TrainingArgs& args) {
+  LoraConfig lora;
+  lora.r = args.lora_r;
+  lora.alpha = args.lora_alpha;
+  lora.dropout = args.lora_dropout;
+  lora.use_rslora = args.use_rslora;
+  check(args.lora_r >= 1, kOrigin,
+        "--lora_r must be at least 1, got " + std::to_string(args.lora_r));
+  check(args.lora_alpha > 0, kOrigin, "--lora_alpha must be positive");
+  check(args.lora_dropout >= 0 && args.lora_dropout < 1, kOrigin,
+        "--lora_dropout must be in [0, 1), got " + format_number("%g", args.lora_dropout));
+  try {
+    lora.targets = parse_lora_targets(args.target_modules);
+  } catch (const Error& error) {
+    fail(kOrigin, "--target_modules " + args.target_modules + ": " + error.what());
+  }
+  check(lora.targets_any(), kOrigin, "--target_modules names no module");
+  return lora;
+}
+
+std::string compute_precision(const LlamaWeights& base) {
+  switch (base.embed_tokens.dtype) {
+    case DType::BF16:
+      return "bf16 weights, fp32 compute";
+    case DType::F16:
+      return "f16 weights, fp32 compute";
+    default:
+      return "fp32";
+  }
+}
+
+Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const TokenSequences& train,
+                 const TokenSequences& eval, TrainerOptions options)
+    : args_(args),
+      base_(base),
+      train_(train),
+      eval_(eval),
+      options_(std::move(options)),
+      schedule_(parse_lr_schedule(args.lr_scheduler_type)),
+      progress_(options_.progress) {
+  const LlamaConfig& config = base_.config;
+  check(args_.tensor_parallel_size == 1, kOrigin,
+        "--tensor_parallel_size " + std::to_string(args_.tensor_parallel_size) +
+            " is not supported yet (1 only)");
+  check(args_.max_seq_length <= config.max_position_embeddings, kOrigin,
+        "--max_seq_length " + std::to_string(args_.max_seq_length) +
+            " is above the model's max_position_embeddings (" +
+            std::to_string(config.max_position_embeddings) + ")");
+  check(train_.size() > 0, kOrigin, "no usable rows: the train split has no packed sequence");
+  check(args_.per_device_train_batch_size >= 1 && args_.gradient_accumulation_steps >= 1 &&
+            args_.per_device_eval_batch_size >= 1,
+        kOrigin, "batch sizes and gradient_accumulation_steps must be at least 1");
+  const LoraConfig lora = lora_config_from_args(args_);
+
+  rows_per_step_ = args_.per_device_train_batch_size * args_.gradient_accumulation_steps;
+  const auto sequences = static_cast<int64_t>(train_.size());
+  const int64_t steps_per_epoch = args_.dataloader_drop_last
+                                      ? sequences / rows_per_step_
+                                      : (sequences + rows_per_step_ - 1) / rows_per_step_;
+  check(steps_per_epoch > 0, kOrigin,
+        "the train split has " + std::to_string(sequences) +
+            " sequences, fewer than one step takes (batch x accumulation = " +
+            std::to_string(rows_per_step_) + ") with --dataloader_drop_last");
+  const int64_t total_steps =
+      args_.max_steps > 0 ? args_.max_steps
+                          : static_cast<int64_t>(std::ceil(args_.num_train_epochs *
+                                                           static_cast<double>(steps_per_epoch)));
+  check(total_steps > 0, kOrigin, "nothing to train: set --max_steps or --num_train_epochs > 0");
+  warmup_steps_ = warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, total_steps);
+
+  if (!options_.resume && !args_.resume_from_checkpoint.empty()) {
+    options_.resume = load_checkpoint(
+        resolve_resume_checkpoint(args_.resume_from_checkpoint, args_.output_dir), config);
+  }
+  if (options_.resume) {
+    LoadedCheckpoint& ckpt = *options_.resume;
+    const std::string where = ckpt.dir.string() + ": ";
+    check(same_lora(ckpt.adapter.config, lora), kOrigin,
+          where +
+              "its adapter (adapter_config.json) has other LoRA settings than this run's "
+              "--lora_r/--lora_alpha/--lora_dropout/--use_rslora/--target_modules");
+    const TrainerState& s = ckpt.state;
+    check(s.train_sequences == train_.size() &&
+              s.per_device_train_batch_size == args_.per_device_train_batch_size &&
+              s.gradient_accumulation_steps == args_.gradient_accumulation_steps &&
+              s.steps_per_epoch == steps_per_epoch,
+          kOrigin,
+          where + "it was trained on " + std::to_string(s.train_sequences) +
+              " sequences with batch " + std::to_string(s.per_device_train_batch_size) +
+              " x accumulation " + std::to_string(s.gradient_accumulation_steps) +
+              ", this run has " + std::to_string(train_.size()) + " with " +
+              std::to_string(args_.per_device_train_batch_size) + " x " +
+              std::to_string(args_.gradient_accumulation_steps) + " (" +
+              std::to_string(s.steps_per_epoch) + " vs " + std::to_string(steps_per_epoch) +
+              " steps per epoch); resuming needs the same data, batch and "
+              "--dataloader_drop_last settings");
+    check(s.global_step <= total_steps, kOrigin,
+          where + "it is at step " + std::to_string(s.global_step) + ", past this run's " +
+              std::to_string(total_steps) + " steps");
+    // The checkpoint's seeds win over --seed: they fix the data order and dropout masks.
+    adapter_ = std::move(ckpt.adapter);
+    state_ = s;
+    last_checkpoint_ = ckpt.dir;
+  } else {
+    adapter_ = lora_init(config, lora, args_.seed);
+    state_.seed = args_.seed;
+    state_.shuffle_seed = args_.seed;
+    state_.train_sequences = train_.size();
+    state_.per_device_train_batch_size = args_.per_device_train_batch_size;
+    state_.gradient_accumulation_steps = args_.gradient_accumulation_steps;
+  }
+  state_.total_steps = total_steps;
+  state_.steps_per_epoch = steps_per_epoch;
+  state_.logging_steps = args_.logging_steps;
+  state_.eval_steps = args_.eval_steps;
+  state_.save_steps = args_.save_steps;
+
+  ModelOptions model_options;
+  model_options.checkpointing =
+      args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
+  model_ = std::make_unique<LlamaLoraModel>(base_, &adapter_, model_options);
+  optimizer_ = std::make_unique<LoraOptimizer>(
+      adapter_, OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon,
+                                  args_.weight_decay, args_.max_grad_norm});
+  if (options_.resume) {
+    restore_optimizer(*optimizer_, *options_.resume);
+    options_.resume.reset();  // the moments now live in the optimizer
+  }
+  training_args_json_ = args_.to_json();
+  training_args_json_["compute_precision"] = compute_precision(base_);
+  peak_ = cpu_peak_flops();
+}
+
+Trainer::~Trainer() = default;
+
+std::optional<double> Trainer::evaluate() {
+  if (eval_.size() == 0) return std::nullopt;
+  DropoutOff no_dropout(adapter_);
+  double loss_sum = 0;
+  int64_t label_tokens = 0;
+  const auto batch_rows = static_cast<uint64_t>(args_.per_device_eval_batch_size);
+  std::vector<uint64_t> rows;
+  for (uint64_t begin = 0; begin < eval_.size(); begin += batch_rows) {
+    rows.clear();
+    for (uint64_t i = begin; i < std::min<uint64_t>(eval_.size(), begin + batch_rows); ++i) {
+      rows.push_back(i);
+    }
+    const TokenBatch batch = make_token_batch(eval_, rows);
+    label_tokens += batch.target_count();
+    loss_sum += model_->forward_loss_sum(batch);
+  }
+  if (label_tokens == 0) return std::nullopt;
+  return loss_sum / static_cast<double>(label_tokens);
+}
+
+void Trainer::fail_not_finite(int64_t step, const char* what, double value) const {
+  const std::string text = std::isnan(value) ? "nan" : value > 0 ? "inf" : "-inf";
+  fail(kOrigin, "step " + std::to_string(step) + ": " + what + " is " + text +
+                    "; last good checkpoint: " +
+                    (last_checkpoint_ ? last_checkpoint_->string() : std::string("none")));
+}
+
+StepRecord Trainer::run_step() {
+  const int64_t step = state_.global_step;  // 0-based index of this step
+  const int64_t epoch = step / state_.steps_per_epoch;
+  if (order_epoch_ != epoch) {
+    order_ = epoch_order(train_.size(), state_.shuffle_seed, epoch);
+    order_epoch_ = epoch;
+  }
+  const uint64_t begin = static_cast<uint64_t>((step % state_.steps_per_epoch) * rows_per_step_);
+  const uint64_t end =
+      std::min<uint64_t>(train_.size(), begin + static_cast<uint64_t>(rows_per_step_));
+  const auto batch_rows = static_cast<uint64_t>(args_.per_device_train_batch_size);
+
+  std::vector<TokenBatch> micro_batches;
+  int64_t label_tokens = 0;
+  double tokens = 0, context_sum = 0;
+  for (uint64_t first = begin; first < end; first += batch_rows) {
+    const std::span<const uint64_t> rows(order_.data() + first,
+                                         std::min<uint64_t>(end, first + batch_rows) - first);
+    micro_batches.push_back(make_token_batch(train_, rows));
+    const TokenBatch& batch = micro_batches.back();
+    label_tokens += batch.target_count();
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const uint32_t valid = train_.valid_tokens[rows[r]];
+      tokens += valid;
+      for (uint32_t t = 0; t < valid; ++t) {
+        context_sum += batch.positions[r * static_cast<size_t>(batch.seq_len) + t] + 1;
+      }
+    }
+  }
+
+  const auto start = Clock::now();
+  adapter_.zero_grad();
+  // Every micro-batch's loss gradient is scaled by 1 / (label tokens of the whole step), so
+  // the sum over micro-batches is the step's mean loss and its exact gradient.
+  const double loss_scale = 1.0 / static_cast<double>(std::max<int64_t>(1, label_tokens));
+  double loss = 0;
+  for (size_t m = 0; m < micro_batches.size(); ++m) {
+    model_->set_dropout_seed(micro_batch_dropout_seed(state_.seed, step, static_cast<int64_t>(m)));
+    loss += model_->forward_backward(micro_batches[m], loss_scale);
+  }
+  if (!std::isfinite(loss)) fail_not_finite(step + 1, "loss", loss);
+  const double grad_norm = optimizer_->clip_gradients();
+  if (!std::isfinite(grad_norm)) fail_not_finite(step + 1, "grad norm", grad_norm);
+  const double lr =
+      scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_, state_.total_steps);
+  optimizer_->step(lr);
+  const double seconds = seconds_since(start);
+
+  ++state_.global_step;
+  state_.data_epoch = state_.global_step / state_.steps_per_epoch;
+  state_.data_index =
+      static_cast<uint64_t>((state_.global_step % state_.steps_per_epoch) * rows_per_step_);
+  state_.loss_sum_since_log += loss;
+  ++state_.steps_since_log;
+  state_.loss_sum_total += loss;
+  last_grad_norm_ = grad_norm;
+
+  interval_seconds_ += seconds;
+  interval_tokens_ += tokens;
+  const double mean_context = tokens > 0 ? context_sum / tokens : 0;
+  interval_flops_ +=
+      tokens * lora_flops_per_token(base_.config, adapter_.parameter_count(), mean_context);
+  run_seconds_ += seconds;
+  ++run_steps_;
+  run_tokens_ += static_cast<int64_t>(tokens);
+  return {state_.global_step, loss, grad_norm, lr};
+}
+
+void Trainer::log_metrics(json line) {
+  if (metrics_) metrics_->write(line);
+  state_.log_history.push_back(std::move(line));
+}
+
+void Trainer::run_eval(TrainResult& result) {
+  const auto start = Clock::now();
+  const std::optional<double> loss = evaluate();
+  if (!loss) return;
+  const double runtime = seconds_since(start);
+  log_metrics({{"step", state_.global_step},
+               {"epoch", state_.epoch()},
+               {"eval_loss", *loss},
+               {"eval_perplexity", std::exp(*loss)},
+               {"eval_runtime_s", runtime}});
+  result.evals.emplace_back(state_.global_step, *loss);
+  progress_.message("[train] step " + std::to_string(state_.global_step) + " eval_loss " +
+                    format_number("%.4f", *loss) + " perplexity " +
+                    format_number("%.2f", std::exp(*loss)) + " (" + format_number("%.1f", runtime) +
+                    " s)");
+}
+
+fs::path Trainer::save(TrainResult& result) {
+  const fs::path path = save_checkpoint(args_.output_dir, adapter_, *optimizer_, state_,
+                                        training_args_json_, options_.base_model);
+  last_checkpoint_ = path;
+  result.last_checkpoint = path;
+  remove_old_checkpoints(args_.output_dir, args_.save_total_limit);
+  // save_total_limit may not remove the checkpoint just written: it is the newest.
+  return path;
+}
+
+TrainResult Trainer::train() {
+  const auto run_start = Clock::now();
+  const fs::path out = args_.output_dir;
+  const bool resumed = state_.global_step > 0 || last_checkpoint_.has_value();
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  check(!ec && fs::is_directory(out, ec), kOrigin,
+        "--output_dir " + out.string() + ": cannot create folder: " + ec.message());
+  if (!resumed && args_.overwrite_output_dir) clear_previous_run(out);
+  // metrics.jsonl holds exactly the run's history: on resume, what the checkpoint logged
+  // (lines a killed run wrote after its last checkpoint are dropped with that run).
+  std::string history;
+  for (const json& line : state_.log_history) history += line.dump() + "\n";
+  write_file_atomic(out / "metrics.jsonl", history);
+  metrics_ = std::make_unique<MetricsWriter>(out / "metrics.jsonl");
+
+  TrainResult result;
+  result.total_steps = state_.total_steps;
+  result.last_checkpoint = last_checkpoint_;
+  elapsed_at_start_ = state_.elapsed_s;
+  const auto elapsed = [&] { return elapsed_at_start_ + seconds_since(run_start); };
+
+  progress_.message("[train] " + format_count(train_.size()) + " sequences of " +
+                    std::to_string(train_.seq_length) + " tokens (eval " +
+                    format_count(eval_.size()) + "), " + std::to_string(state_.total_steps) +
+                    " steps (" + std::to_string(state_.steps_per_epoch) + " per epoch) of " +
+                    std::to_string(args_.per_device_train_batch_size) + " x " +
+                    std::to_string(args_.gradient_accumulation_steps) + " sequences; LoRA r " +
+                    std::to_string(adapter_.config.r) + ", " +
+                    format_count(static_cast<uint64_t>(adapter_.parameter_count())) +
+                    " parameters; " + compute_precision(base_) + "; MFU peak: " +
+                    (peak_ ? peak_->description : std::string("unknown (mfu reported as null)")));
+  if (resumed) {
+    progress_.message("[train] resuming from " +
+                      (last_checkpoint_ ? last_checkpoint_->string() : std::string("?")) +
+                      " at step " + std::to_string(state_.global_step));
+  }
+
+  if (!resumed) run_eval(result);  // the base model's loss, before any update
+  int64_t last_eval = state_.global_step;
+  int64_t last_save = resumed ? state_.global_step : -1;
+  const int64_t first_step = state_.global_step;
+  result.outcome = TrainResult::Outcome::Finished;
+  while (state_.global_step < state_.total_steps) {
+    if (options_.stop_requested && options_.stop_requested()) {
+      result.outcome = TrainResult::Outcome::Stopped;
+      break;
+    }
+    const StepRecord record = run_step();
+    result.steps.push_back(record);
+    const int64_t step = state_.global_step;
+    const bool log_now = args_.logging_steps > 0 && step % args_.logging_steps == 0;
+    // The progress shows the step's own loss and rate, a logged step the logged figures.
+    double shown_loss = record.loss, shown_lr = record.learning_rate;
+    if (log_now) {
+      shown_loss = state_.loss_sum_since_log / static_cast<double>(state_.steps_since_log);
+      shown_lr = scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_,
+                              state_.total_steps);  // HF logs the next step's rate
+      json line = {
+          {"step", step},
+          {"epoch", state_.epoch()},
+          {"loss", shown_loss},
+          {"learning_rate", shown_lr},
+          {"grad_norm", last_grad_norm_},
+          {"tokens_per_s", interval_seconds_ > 0 ? interval_tokens_ / interval_seconds_ : 0},
+          {"mfu", nullptr},
+          {"peak_rss_bytes", peak_rss_bytes()},
+          {"elapsed_s", elapsed()}};
+      if (peak_ && interval_seconds_ > 0) {
+        line["mfu"] = interval_flops_ / (interval_seconds_ * peak_->flops_per_s);
+      }
+      log_metrics(std::move(line));
+      state_.loss_sum_since_log = 0;
+      state_.steps_since_log = 0;
+      interval_seconds_ = interval_tokens_ = interval_flops_ = 0;
+    }
+    const double eta = run_seconds_ / static_cast<double>(run_steps_) *
+                       static_cast<double>(state_.total_steps - step);
+    progress_.on_step(step, state_.total_steps, shown_loss, shown_lr,
+                      run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0, eta,
+                      log_now);
+    if (args_.eval_steps > 0 && step % args_.eval_steps == 0) {
+      run_eval(result);
+      last_eval = step;
+    }
+    if (args_.save_steps > 0 && step % args_.save_steps == 0) {
+      state_.elapsed_s = elapsed();
+      save(result);
+      last_save = step;
+    }
+  }
+
+  const int64_t step = state_.global_step;
+  if (result.outcome == TrainResult::Outcome::Finished) {
+    if (last_eval != step) run_eval(result);
+    state_.elapsed_s = elapsed();
+    if (last_save != step) save(result);
+    save_peft_adapter(out, adapter_, options_.base_model);
+    json summary = {
+        {"step", step},
+        {"epoch", state_.epoch()},
+        {"train_loss", step > 0 ? state_.loss_sum_total / static_cast<double>(step) : 0},
+        {"train_runtime_s", seconds_since(run_start)},
+        {"train_tokens_per_s",
+         run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0},
+        {"peak_rss_bytes", peak_rss_bytes()},
+        {"compute_precision", compute_precision(base_)}};
+    metrics_->write(summary);
+  } else if (step > first_step && last_save != step) {
+    state_.elapsed_s = elapsed();
+    save(result);
+  }
+  progress_.finish();
+
+  result.global_step = step;
+  result.train_loss = step > 0 ? state_.loss_sum_total / static_cast<double>(step) : 0;
+  result.seconds = seconds_since(run_start);
+  result.trained_tokens = run_tokens_;
+  result.tokens_per_s = run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0;
+  result.last_checkpoint = last_checkpoint_;
+  return result;
+}
+
+}  // namespace ll

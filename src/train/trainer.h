@@ -1,0 +1,148 @@
+// The training loop of `llama-lora train` (DESIGN.md "Data flow of train"), with Hugging Face
+// Trainer's semantics where it has them:
+//
+//   schedule   total steps = max_steps if > 0, else ceil(num_train_epochs · steps_per_epoch);
+//              steps_per_epoch = ceil(sequences / (batch · accumulation)), or floor with
+//              --dataloader_drop_last (then every step is full). With accumulation 1 this is
+//              HF's count exactly; with more, HF floors the micro-batch count per epoch and
+//              folds a leftover into the next epoch, while we give the last step of an epoch
+//              its leftover micro-batches (a short last step, never data from two epochs).
+//              Warm-up from warmup_steps_for(); the rate of step s (0-based) is
+//              scheduled_lr(s), and metrics log the rate of the NEXT step, as HF does.
+//   data       epoch e visits the packed training sequences in epoch_order(e) (batches.h),
+//              per_device_train_batch_size rows per micro-batch, gradient_accumulation_steps
+//              micro-batches per optimizer step.
+//   loss       sum over the step's micro-batches of forward_backward(batch, 1 / label tokens of
+//              the whole step): the mean over every label token of the step, not a mean of
+//              micro-batch means. Clip, then AdamW.
+//   dropout    LoRA dropout masks of micro-batch m of step s come from
+//              micro_batch_dropout_seed(seed, s, m); evaluation runs without dropout.
+//   precision  the base weights stay in their stored dtype (bf16 for Llama) and every op
+//              computes in fp32 ("bf16 weights, fp32 compute"); --bf16 does not change that
+//              yet: a bf16 compute mode comes with the speed work.
+//   logging    every logging_steps a metrics line (loss = mean of the steps since the last
+//              line); evaluation before the first step, every eval_steps and at the end.
+//   saving     checkpoint-<step> every save_steps and at the end (train/checkpoint.h), the
+//              oldest removed beyond save_total_limit, the final adapter also in output_dir.
+//   resume     from a checkpoint the run continues exactly: same data order, dropout masks,
+//              optimizer state and logging sums, so later losses are bit-identical (fp32,
+//              same machine and thread count) to an uninterrupted run's.
+//   stop       stop_requested() is polled at every step boundary: the run saves a
+//              checkpoint and returns Outcome::Stopped. A non-finite loss or gradient norm
+//              throws "[train] step N: loss is nan; last good checkpoint: PATH" (or "none")
+//              before the bad update, and nothing of the bad state is saved.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/packing.h"
+#include "model/llama_model.h"
+#include "train/checkpoint.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/training_args.h"
+
+namespace ll {
+
+// The LoRA settings of `args`, checked (errors name the flag: --lora_r, --target_modules, ...).
+LoraConfig lora_config_from_args(const TrainingArgs& args);
+
+// "bf16 weights, fp32 compute" (or f16 / "fp32") for the model's stored dtype.
+std::string compute_precision(const LlamaWeights& base);
+
+struct TrainerOptions {
+  ProgressStyle progress = ProgressStyle::Quiet;
+  std::function<bool()> stop_requested;  // may be empty
+  std::string base_model;                // base_model_name_or_path of the adapters
+  // A checkpoint already loaded (the CLI loads it before the data, to fail early); else the
+  // trainer loads args.resume_from_checkpoint itself.
+  std::optional<LoadedCheckpoint> resume;
+};
+
+struct StepRecord {
+  int64_t step = 0;  // 1-based, as logged
+  double loss = 0;
+  double grad_norm = 0;
+  double learning_rate = 0;  // the rate this step used
+};
+
+struct TrainResult {
+  enum class Outcome { Finished, Stopped };
+  Outcome outcome = Outcome::Finished;
+  int64_t global_step = 0;
+  int64_t total_steps = 0;
+  std::vector<StepRecord> steps;                  // the steps this run took
+  std::vector<std::pair<int64_t, double>> evals;  // (step, eval_loss)
+  std::optional<fs::path> last_checkpoint;
+  double train_loss = 0;       // mean loss over every step so far (resumed ones included)
+  double seconds = 0;          // this run's wall time
+  int64_t trained_tokens = 0;  // this run's
+  double tokens_per_s = 0;     // trained tokens per second of optimizer steps (no eval/save)
+};
+
+class Trainer {
+ public:
+  // Checks the settings against the data and model, builds (or loads) the adapter and
+  // optimizer; writes nothing. The weights and sequences must outlive the trainer.
+  Trainer(const TrainingArgs& args, const LlamaWeights& base, const TokenSequences& train,
+          const TokenSequences& eval, TrainerOptions options);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Runs until total steps or a stop request, writing to args.output_dir.
+  TrainResult train();
+
+  // Mean loss per label token over the eval split (no dropout); nullopt when it is empty.
+  std::optional<double> evaluate();
+
+  const LoraAdapter& adapter() const { return adapter_; }
+  const TrainerState& state() const { return state_; }
+
+ private:
+  StepRecord run_step();
+  void log_metrics(nlohmann::json line);
+  void run_eval(TrainResult& result);
+  fs::path save(TrainResult& result);
+  [[noreturn]] void fail_not_finite(int64_t step, const char* what, double value) const;
+
+  TrainingArgs args_;
+  const LlamaWeights& base_;
+  const TokenSequences& train_;
+  const TokenSequences& eval_;
+  TrainerOptions options_;
+  LrSchedule schedule_;
+  int64_t warmup_steps_ = 0;
+  int64_t rows_per_step_ = 0;
+  LoraAdapter adapter_;
+  std::unique_ptr<LlamaLoraModel> model_;
+  std::unique_ptr<LoraOptimizer> optimizer_;
+  TrainerState state_;
+  nlohmann::json training_args_json_;
+  Progress progress_;
+  std::unique_ptr<MetricsWriter> metrics_;  // open while train() runs
+  std::optional<PeakFlops> peak_;
+  std::optional<fs::path> last_checkpoint_;
+  std::vector<uint64_t> order_;  // the current epoch's order
+  int64_t order_epoch_ = -1;
+
+  // Since the last metrics line, in this process (throughput figures).
+  double interval_seconds_ = 0;
+  double interval_tokens_ = 0;
+  double interval_flops_ = 0;
+  double last_grad_norm_ = 0;
+  double elapsed_at_start_ = 0;  // state_.elapsed_s when this run began
+  double run_seconds_ = 0;       // training-step time of this run (ETA)
+  int64_t run_steps_ = 0;
+  int64_t run_tokens_ = 0;
+};
+
+}  // namespace ll
