@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include "core/error.h"
@@ -266,15 +265,24 @@ TEST(Trainer, NonFiniteLossStopsWithoutSavingTheBadState) {
   } catch (const Error& error) {
     message = error.what();
   }
-  std::smatch match;
-  ASSERT_TRUE(std::regex_match(
-      message, match,
-      std::regex(
-          R"(\[train\] step (\d+): (loss|grad norm) is (nan|inf|-inf); last good checkpoint: (.*))")))
+  // "[train] step N: loss is nan; last good checkpoint: PATH" (or "grad norm is inf", ...).
+  // Parsed by hand: <regex> trips a GCC 12 -Wmaybe-uninitialized false positive in the asan
+  // build.
+  const std::string prefix = "[train] step ";
+  const std::string marker = "; last good checkpoint: ";
+  ASSERT_EQ(message.rfind(prefix, 0), 0u) << message;
+  const size_t colon = message.find(':', prefix.size());
+  const size_t marker_at = message.find(marker);
+  ASSERT_NE(colon, std::string::npos) << message;
+  ASSERT_NE(marker_at, std::string::npos) << message;
+  const std::string what = message.substr(colon + 2, marker_at - colon - 2);
+  EXPECT_TRUE(what == "loss is nan" || what == "loss is inf" || what == "loss is -inf" ||
+              what == "grad norm is nan" || what == "grad norm is inf")
       << message;
-  const int step = std::stoi(match[1]);
+  const int step = std::stoi(message.substr(prefix.size(), colon - prefix.size()));
+  const std::string checkpoint = message.substr(marker_at + marker.size());
   ASSERT_GE(step, 2);
-  EXPECT_EQ(match[4].str(), (out / "run" / ("checkpoint-" + std::to_string(step - 1))).string());
+  EXPECT_EQ(checkpoint, (out / "run" / ("checkpoint-" + std::to_string(step - 1))).string());
   EXPECT_FALSE(fs::exists(out / "run" / ("checkpoint-" + std::to_string(step))));
   EXPECT_FALSE(fs::exists(out / "run" / "adapter_model.safetensors"));
 }
