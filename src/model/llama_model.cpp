@@ -41,7 +41,9 @@ struct LlamaLoraModel::Activations {
 
 namespace {
 
-void resize(std::vector<float>& buffer, int64_t size) { buffer.resize(static_cast<size_t>(size)); }
+void resize(std::vector<float>& buffer, int64_t size) {
+  buffer.resize(static_cast<size_t>(size));
+}
 
 // A counter-based uniform in [0, 1) (splitmix64 of the key): the same mask every time the
 // same (seed, layer, target, element) is drawn, so checkpointed recomputation and any thread
@@ -79,8 +81,8 @@ void TokenBatch::check(int64_t vocab_size) const {
                         std::to_string(vocab_size) + ")");
     }
     if (targets[i] != -100 && (targets[i] < 0 || targets[i] >= vocab_size)) {
-      fail("batch", "target " + std::to_string(targets[i]) + " at position " +
-                        std::to_string(i) + " is outside the vocabulary");
+      fail("batch", "target " + std::to_string(targets[i]) + " at position " + std::to_string(i) +
+                        " is outside the vocabulary");
     }
     check_that(positions[i] >= 0, "negative position");
   }
@@ -90,17 +92,15 @@ void TokenBatch::check_that(bool ok, const char* what) {
   if (!ok) fail("batch", what);
 }
 
-LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter,
-                               ModelOptions options)
+LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, ModelOptions options)
     : base_(base), adapter_(adapter), options_(options) {
   const LlamaConfig& c = base_.config;
   if (adapter_ && adapter_->layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
     fail("model", "adapter has " + std::to_string(adapter_->layers.size()) +
                       " layers but the model has " + std::to_string(c.num_hidden_layers));
   }
-  const size_t copies = options_.checkpointing == Checkpointing::On
-                            ? 1
-                            : static_cast<size_t>(c.num_hidden_layers);
+  const size_t copies =
+      options_.checkpointing == Checkpointing::On ? 1 : static_cast<size_t>(c.num_hidden_layers);
   for (size_t i = 0; i < copies; ++i) layer_acts_.push_back(std::make_unique<Activations>());
   layer_inputs_.resize(static_cast<size_t>(c.num_hidden_layers + 1));
 }
@@ -135,9 +135,9 @@ void lora_forward(const LoraMatrix& m, const LoraConfig& config, const float* x,
     resize(x_dropped, n * m.in);
     const double keep_scale = 1.0 / (1.0 - config.dropout);
     for (int64_t i = 0; i < n * m.in; ++i) {
-      x_dropped[static_cast<size_t>(i)] =
-          dropout_keeps(dropout_key, i, config.dropout) ? static_cast<float>(x[i] * keep_scale)
-                                                        : 0.0f;
+      x_dropped[static_cast<size_t>(i)] = dropout_keeps(dropout_key, i, config.dropout)
+                                              ? static_cast<float>(x[i] * keep_scale)
+                                              : 0.0f;
     }
     input = x_dropped.data();
   }
@@ -160,15 +160,15 @@ void lora_backward(LoraMatrix& m, const LoraConfig& config, const float* x, cons
   cpu::gemm<float>(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
                    m.grad_b.data(), r);
   std::vector<float> du(static_cast<size_t>(n * r));  // [N, r]
-  cpu::gemm<float>(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r,
-                   0.0f, du.data(), r);
-  cpu::gemm<float>(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in,
-                   1.0f, m.grad_a.data(), m.in);
+  cpu::gemm<float>(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
+                   du.data(), r);
+  cpu::gemm<float>(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
+                   m.grad_a.data(), m.in);
   if (config.dropout > 0) {
     // d dropout(x) / dx: the same mask, times 1 / (1 - p).
     resize(scratch, n * m.in);
-    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(),
-                     m.in, 0.0f, scratch.data(), m.in);
+    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in,
+                     0.0f, scratch.data(), m.in);
     const double keep_scale = 1.0 / (1.0 - config.dropout);
     for (int64_t i = 0; i < n * m.in; ++i) {
       if (dropout_keeps(dropout_key, i, config.dropout)) {
@@ -176,9 +176,26 @@ void lora_backward(LoraMatrix& m, const LoraConfig& config, const float* x, cons
       }
     }
   } else {
-    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(),
-                     m.in, 1.0f, dx, m.in);
+    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in,
+                     1.0f, dx, m.in);
   }
+}
+
+// The feature sizes every layer's buffers use, derived once from the config.
+struct LayerSizes {
+  int64_t hidden;  // hidden_size
+  int64_t q_out;   // num_attention_heads * head_dim
+  int64_t kv_out;  // num_key_value_heads * head_dim
+  int64_t inter;   // intermediate_size
+
+  static LayerSizes of(const LlamaConfig& c) {
+    return {c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim,
+            c.intermediate_size};
+  }
+};
+
+cpu::AttentionShape attention_shape(const LlamaConfig& c, int64_t seq_len) {
+  return {seq_len, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
 }
 
 }  // namespace
@@ -193,10 +210,7 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   const LlamaConfig& c = base_.config;
   const LlamaLayerWeights& w = base_.layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
-  const int64_t hidden = c.hidden_size;
-  const int64_t q_out = c.num_attention_heads * c.head_dim;
-  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
-  const int64_t inter = c.intermediate_size;
+  const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   const auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
 
   // y = x·Wᵀ (+ LoRA of `target` when it is adapted).
@@ -221,22 +235,20 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   project(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, a.q.data(), q_out, Accumulate::No);
   project(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, a.k.data(), kv_out, Accumulate::No);
   project(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, a.v.data(), kv_out, Accumulate::No);
-  cpu::rope_forward<float>(a.q.data(), a.q.data(), batch.positions.data(), n,
-                           c.num_attention_heads, rope_);
-  cpu::rope_forward<float>(a.k.data(), a.k.data(), batch.positions.data(), n,
-                           c.num_key_value_heads, rope_);
+  cpu::rope_forward<float>(a.q.data(), a.q.data(), batch.positions.data(), n, c.num_attention_heads,
+                           rope_);
+  cpu::rope_forward<float>(a.k.data(), a.k.data(), batch.positions.data(), n, c.num_key_value_heads,
+                           rope_);
 
   resize(a.attn, n * q_out);
   resize(a.lse, batch.rows * c.num_attention_heads * batch.seq_len);
-  const cpu::AttentionShape shape{batch.seq_len, c.num_attention_heads, c.num_key_value_heads,
-                                  c.head_dim};
+  const cpu::AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    cpu::attention_forward<float>(a.attn.data() + t0 * q_out,
-                                  a.lse.data() + row * c.num_attention_heads * batch.seq_len,
-                                  a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
-                                  a.v.data() + t0 * kv_out, shape,
-                                  batch.document_starts[static_cast<size_t>(row)]);
+    cpu::attention_forward<float>(
+        a.attn.data() + t0 * q_out, a.lse.data() + row * c.num_attention_heads * batch.seq_len,
+        a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out, shape,
+        batch.document_starts[static_cast<size_t>(row)]);
   }
 
   resize(a.x_mid, n * hidden);
@@ -264,10 +276,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const LlamaConfig& c = base_.config;
   const LlamaLayerWeights& w = base_.layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
-  const int64_t hidden = c.hidden_size;
-  const int64_t q_out = c.num_attention_heads * c.head_dim;
-  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
-  const int64_t inter = c.intermediate_size;
+  const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
   const float* x = layer_inputs_[static_cast<size_t>(layer)].data();
   std::vector<float> scratch;
@@ -276,8 +285,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const auto project_back = [&](LoraTarget target, cpu::WeightView weight, const float* in,
                                 int64_t in_features, const float* dy, int64_t out_features,
                                 float* dx_in, Accumulate accumulate) {
-    cpu::linear_backward_input<float>(dx_in, dy, weight, n, in_features, out_features,
-                                      accumulate);
+    cpu::linear_backward_input<float>(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
       lora_backward(*(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
@@ -286,7 +294,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   };
 
   // MLP: x_out = x_mid + h·W_downᵀ.
-  std::vector<float> d_mid(d_out, d_out + n * hidden);  // [N, hidden] the residual passes dy
+  std::vector<float> d_mid(d_out, d_out + n * hidden);    // [N, hidden] the residual passes dy
   std::vector<float> dh(static_cast<size_t>(n * inter));  // [N, intermediate]
   project_back(LoraTarget::Down, w.down_proj, a.h.data(), inter, d_out, hidden, dh.data(),
                Accumulate::No);
@@ -305,26 +313,25 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   // Attention: x_mid = x + attn·W_oᵀ.
   std::copy(d_mid.begin(), d_mid.end(), d_x);
   std::vector<float> d_attn(static_cast<size_t>(n * q_out));  // [N, heads*head_dim]
-  project_back(LoraTarget::O, w.o_proj, a.attn.data(), q_out, d_mid.data(), hidden,
-               d_attn.data(), Accumulate::No);
+  project_back(LoraTarget::O, w.o_proj, a.attn.data(), q_out, d_mid.data(), hidden, d_attn.data(),
+               Accumulate::No);
   std::vector<float> dq(static_cast<size_t>(n * q_out));   // [N, heads*head_dim]
   std::vector<float> dk(static_cast<size_t>(n * kv_out));  // [N, kv_heads*head_dim]
   std::vector<float> dv(static_cast<size_t>(n * kv_out));  // [N, kv_heads*head_dim]
-  const cpu::AttentionShape shape{batch.seq_len, c.num_attention_heads, c.num_key_value_heads,
-                                  c.head_dim};
+  const cpu::AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    cpu::attention_backward<float>(
-        dq.data() + t0 * q_out, dk.data() + t0 * kv_out, dv.data() + t0 * kv_out,
-        d_attn.data() + t0 * q_out, a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
-        a.v.data() + t0 * kv_out, a.attn.data() + t0 * q_out,
-        a.lse.data() + row * c.num_attention_heads * batch.seq_len, shape,
-        batch.document_starts[static_cast<size_t>(row)]);
+    cpu::attention_backward<float>(dq.data() + t0 * q_out, dk.data() + t0 * kv_out,
+                                   dv.data() + t0 * kv_out, d_attn.data() + t0 * q_out,
+                                   a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
+                                   a.v.data() + t0 * kv_out, a.attn.data() + t0 * q_out,
+                                   a.lse.data() + row * c.num_attention_heads * batch.seq_len,
+                                   shape, batch.document_starts[static_cast<size_t>(row)]);
   }
-  cpu::rope_backward<float>(dq.data(), dq.data(), batch.positions.data(), n,
-                            c.num_attention_heads, rope_);
-  cpu::rope_backward<float>(dk.data(), dk.data(), batch.positions.data(), n,
-                            c.num_key_value_heads, rope_);
+  cpu::rope_backward<float>(dq.data(), dq.data(), batch.positions.data(), n, c.num_attention_heads,
+                            rope_);
+  cpu::rope_backward<float>(dk.data(), dk.data(), batch.positions.data(), n, c.num_key_value_heads,
+                            rope_);
   project_back(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, dq.data(), q_out, d_xn.data(),
                Accumulate::No);
   project_back(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, dk.data(), kv_out, d_xn.data(),
@@ -356,9 +363,8 @@ void LlamaLoraModel::final_norm(const TokenBatch& batch) {
   const int64_t n = batch.tokens();
   resize(final_hidden_, n * c.hidden_size);
   resize(final_rstd_, n);
-  cpu::rmsnorm_forward<float>(final_hidden_.data(), final_rstd_.data(),
-                              layer_inputs_.back().data(), base_.norm, n, c.hidden_size,
-                              c.rms_norm_eps);
+  cpu::rmsnorm_forward<float>(final_hidden_.data(), final_rstd_.data(), layer_inputs_.back().data(),
+                              base_.norm, n, c.hidden_size, c.rms_norm_eps);
 }
 
 double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_scale) {
@@ -367,8 +373,8 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   const int64_t n = batch.tokens();
   std::vector<float> d_hidden(static_cast<size_t>(n * c.hidden_size));  // [N, hidden]
   const double loss = cpu::cross_entropy_forward_backward<float>(
-      d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n,
-      c.hidden_size, c.vocab_size, loss_scale, options_.loss_chunk_tokens);
+      d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n, c.hidden_size,
+      c.vocab_size, loss_scale, options_.loss_chunk_tokens);
   std::vector<float> d_x(static_cast<size_t>(n * c.hidden_size));  // grad of the stream
   cpu::rmsnorm_backward<float>(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
                                final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
