@@ -7,61 +7,28 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend/cpu/attention.h"
-#include "backend/cpu/cross_entropy.h"
-#include "backend/cpu/embedding.h"
-#include "backend/cpu/gemm.h"
-#include "backend/cpu/rmsnorm.h"
-#include "backend/cpu/swiglu.h"
 #include "core/error.h"
 
 namespace ll {
 
-using cpu::Accumulate;
-using cpu::Transpose;
-
 struct LlamaLoraModel::Activations {
-  std::vector<float> xn1;    // [N, hidden] input_layernorm(x)
-  std::vector<float> rstd1;  // [N]
-  std::vector<float> q;      // [N, heads*head_dim] after RoPE
-  std::vector<float> k;      // [N, kv_heads*head_dim] after RoPE
-  std::vector<float> v;      // [N, kv_heads*head_dim]
-  std::vector<float> attn;   // [N, heads*head_dim] attention output
-  std::vector<float> lse;    // [rows, heads, seq_len] softmax log-sum-exp
-  std::vector<float> x_mid;  // [N, hidden] residual after attention
-  std::vector<float> xn2;    // [N, hidden] post_attention_layernorm(x_mid)
-  std::vector<float> rstd2;  // [N]
-  std::vector<float> gate;   // [N, intermediate] before SiLU
-  std::vector<float> up;     // [N, intermediate]
-  std::vector<float> h;      // [N, intermediate] silu(gate) * up
+  Buffer xn1;    // [N, hidden] input_layernorm(x)
+  Buffer rstd1;  // [N]
+  Buffer q;      // [N, heads*head_dim] after RoPE
+  Buffer k;      // [N, kv_heads*head_dim] after RoPE
+  Buffer v;      // [N, kv_heads*head_dim]
+  Buffer attn;   // [N, heads*head_dim] attention output
+  Buffer lse;    // [rows, heads, seq_len] softmax log-sum-exp
+  Buffer x_mid;  // [N, hidden] residual after attention
+  Buffer xn2;    // [N, hidden] post_attention_layernorm(x_mid)
+  Buffer rstd2;  // [N]
+  Buffer gate;   // [N, intermediate] before SiLU
+  Buffer up;     // [N, intermediate]
+  Buffer h;      // [N, intermediate] silu(gate) * up
   // Per LoRA target: u = dropout(x)·Aᵀ [N, r], and the dropped input [N, in] (dropout > 0).
-  std::array<std::vector<float>, kLoraTargetCount> lora_u;
-  std::array<std::vector<float>, kLoraTargetCount> lora_x;
+  std::array<Buffer, kLoraTargetCount> lora_u;
+  std::array<Buffer, kLoraTargetCount> lora_x;
 };
-
-namespace {
-
-void resize(std::vector<float>& buffer, int64_t size) {
-  buffer.resize(static_cast<size_t>(size));
-}
-
-// A counter-based uniform in [0, 1) (splitmix64 of the key): the same mask every time the
-// same (seed, layer, target, element) is drawn, so checkpointed recomputation and any thread
-// order reproduce the forward exactly.
-inline double uniform_from(uint64_t key) {
-  key += 0x9e3779b97f4a7c15ull;
-  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
-  key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
-  key ^= key >> 31;
-  return static_cast<double>(key >> 11) * 0x1.0p-53;
-}
-
-// Whether dropout keeps element `index` of the input drawn under `key` (probability 1 - p).
-inline bool dropout_keeps(uint64_t key, int64_t index, double p) {
-  return uniform_from(key ^ (static_cast<uint64_t>(index) * 0x2545f4914f6cdd1dull)) >= p;
-}
-
-}  // namespace
 
 int64_t TokenBatch::target_count() const {
   return std::count_if(targets.begin(), targets.end(), [](int32_t t) { return t >= 0; });
@@ -93,7 +60,10 @@ void TokenBatch::check_that(bool ok, const char* what) {
 }
 
 LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, ModelOptions options)
-    : base_(base), adapter_(adapter), options_(options) {
+    : base_(base),
+      adapter_(adapter),
+      options_(options),
+      backend_(options.backend ? *options.backend : cpu_backend()) {
   const LlamaConfig& c = base_.config;
   if (adapter_ && adapter_->layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
     fail("model", "adapter has " + std::to_string(adapter_->layers.size()) +
@@ -126,58 +96,47 @@ void LlamaLoraModel::ensure_rope(const TokenBatch& batch) {
 namespace {
 
 // y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
-void lora_forward(const LoraMatrix& m, const LoraConfig& config, const float* x, float* y,
-                  int64_t n, std::vector<float>& u, std::vector<float>& x_dropped,
-                  uint64_t dropout_key) {
+void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, const float* x,
+                  float* y, int64_t n, Buffer& u, Buffer& x_dropped, uint64_t dropout_key) {
   const int64_t r = config.r;
   const float* input = x;
   if (config.dropout > 0) {
-    resize(x_dropped, n * m.in);
-    const double keep_scale = 1.0 / (1.0 - config.dropout);
-    for (int64_t i = 0; i < n * m.in; ++i) {
-      x_dropped[static_cast<size_t>(i)] = dropout_keeps(dropout_key, i, config.dropout)
-                                              ? static_cast<float>(x[i] * keep_scale)
-                                              : 0.0f;
-    }
+    x_dropped.resize(be, n * m.in);
+    be.dropout_forward(x_dropped.data(), x, n * m.in, config.dropout, dropout_key);
     input = x_dropped.data();
   }
-  resize(u, n * r);
-  cpu::gemm<float>(Transpose::No, Transpose::Yes, n, r, m.in, 1.0f, input, m.in, m.a.data(), m.in,
-                   0.0f, u.data(), r);
-  cpu::gemm<float>(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(config.scale()),
-                   u.data(), r, m.b.data(), r, 1.0f, y, m.out);
+  u.resize(be, n * r);
+  be.gemm(Transpose::No, Transpose::Yes, n, r, m.in, 1.0f, input, m.in, m.a.data(), m.in, 0.0f,
+          u.data(), r);
+  be.gemm(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(config.scale()), u.data(),
+          r, m.b.data(), r, 1.0f, y, m.out);
 }
 
 // Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
-void lora_backward(LoraMatrix& m, const LoraConfig& config, const float* x, const float* dy,
-                   float* dx, int64_t n, const std::vector<float>& u,
-                   const std::vector<float>& x_dropped, std::vector<float>& scratch,
-                   uint64_t dropout_key) {
+void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const float* x,
+                   const float* dy, float* dx, int64_t n, const Buffer& u,
+                   const Buffer& x_dropped, Buffer& scratch, uint64_t dropout_key) {
   const int64_t r = config.r;
   const float scale = static_cast<float>(config.scale());
   const float* input = config.dropout > 0 ? x_dropped.data() : x;
-  cpu::gemm<float>(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
-                   m.grad_b.data(), r);
-  std::vector<float> du(static_cast<size_t>(n * r));  // [N, r]
-  cpu::gemm<float>(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
-                   du.data(), r);
-  cpu::gemm<float>(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
-                   m.grad_a.data(), m.in);
+  be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
+          m.grad_b.data(), r);
+  Buffer du(be, n * r);  // [N, r]
+  be.gemm(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
+          du.data(), r);
+  be.gemm(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
+          m.grad_a.data(), m.in);
   if (config.dropout > 0) {
     // d dropout(x) / dx: the same mask, times 1 / (1 - p).
-    resize(scratch, n * m.in);
-    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in,
-                     0.0f, scratch.data(), m.in);
-    const double keep_scale = 1.0 / (1.0 - config.dropout);
-    for (int64_t i = 0; i < n * m.in; ++i) {
-      if (dropout_keeps(dropout_key, i, config.dropout)) {
-        dx[i] += static_cast<float>(scratch[static_cast<size_t>(i)] * keep_scale);
-      }
-    }
+    scratch.resize(be, n * m.in);
+    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
+            scratch.data(), m.in);
+    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, dropout_key,
+                        Accumulate::Yes);
   } else {
-    cpu::gemm<float>(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in,
-                     1.0f, dx, m.in);
+    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
+            dx, m.in);
   }
 }
 
@@ -194,7 +153,7 @@ struct LayerSizes {
   }
 };
 
-cpu::AttentionShape attention_shape(const LlamaConfig& c, int64_t seq_len) {
+AttentionShape attention_shape(const LlamaConfig& c, int64_t seq_len) {
   return {seq_len, c.num_attention_heads, c.num_key_value_heads, c.head_dim};
 }
 
@@ -212,62 +171,62 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   const int64_t n = batch.tokens();
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   const auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
+  Backend& be = backend_;
 
   // y = x·Wᵀ (+ LoRA of `target` when it is adapted).
-  const auto project = [&](LoraTarget target, cpu::WeightView weight, const float* in,
+  const auto project = [&](LoraTarget target, WeightView weight, const float* in,
                            int64_t in_features, float* y, int64_t out_features,
                            Accumulate accumulate) {
-    cpu::linear_forward<float>(y, in, weight, n, in_features, out_features, accumulate);
+    be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_forward(*(*lora)[t], adapter_->config, in, y, n, a.lora_u[t], a.lora_x[t],
+      lora_forward(be, *(*lora)[t], adapter_->config, in, y, n, a.lora_u[t], a.lora_x[t],
                    dropout_key(layer, target));
     }
   };
 
-  resize(a.xn1, n * hidden);
-  resize(a.rstd1, n);
-  cpu::rmsnorm_forward<float>(a.xn1.data(), a.rstd1.data(), x, w.input_layernorm, n, hidden,
-                              c.rms_norm_eps);
-  resize(a.q, n * q_out);
-  resize(a.k, n * kv_out);
-  resize(a.v, n * kv_out);
+  a.xn1.resize(be, n * hidden);
+  a.rstd1.resize(be, n);
+  be.rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, w.input_layernorm, n, hidden,
+                     c.rms_norm_eps);
+  a.q.resize(be, n * q_out);
+  a.k.resize(be, n * kv_out);
+  a.v.resize(be, n * kv_out);
   project(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, a.q.data(), q_out, Accumulate::No);
   project(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, a.k.data(), kv_out, Accumulate::No);
   project(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, a.v.data(), kv_out, Accumulate::No);
-  cpu::rope_forward<float>(a.q.data(), a.q.data(), batch.positions.data(), n, c.num_attention_heads,
-                           rope_);
-  cpu::rope_forward<float>(a.k.data(), a.k.data(), batch.positions.data(), n, c.num_key_value_heads,
-                           rope_);
+  be.rope_forward(a.q.data(), a.q.data(), batch.positions.data(), n, c.num_attention_heads, rope_);
+  be.rope_forward(a.k.data(), a.k.data(), batch.positions.data(), n, c.num_key_value_heads, rope_);
 
-  resize(a.attn, n * q_out);
-  resize(a.lse, batch.rows * c.num_attention_heads * batch.seq_len);
-  const cpu::AttentionShape shape = attention_shape(c, batch.seq_len);
+  a.attn.resize(be, n * q_out);
+  a.lse.resize(be, batch.rows * c.num_attention_heads * batch.seq_len);
+  const AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    cpu::attention_forward<float>(
-        a.attn.data() + t0 * q_out, a.lse.data() + row * c.num_attention_heads * batch.seq_len,
-        a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out, shape,
-        batch.document_starts[static_cast<size_t>(row)]);
+    be.attention_forward(a.attn.data() + t0 * q_out,
+                         a.lse.data() + row * c.num_attention_heads * batch.seq_len,
+                         a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
+                         a.v.data() + t0 * kv_out, shape,
+                         batch.document_starts[static_cast<size_t>(row)]);
   }
 
-  resize(a.x_mid, n * hidden);
-  std::copy(x, x + n * hidden, a.x_mid.begin());
+  a.x_mid.resize(be, n * hidden);
+  be.copy(a.x_mid.data(), x, n * hidden);
   project(LoraTarget::O, w.o_proj, a.attn.data(), q_out, a.x_mid.data(), hidden, Accumulate::Yes);
 
-  resize(a.xn2, n * hidden);
-  resize(a.rstd2, n);
-  cpu::rmsnorm_forward<float>(a.xn2.data(), a.rstd2.data(), a.x_mid.data(),
-                              w.post_attention_layernorm, n, hidden, c.rms_norm_eps);
-  resize(a.gate, n * inter);
-  resize(a.up, n * inter);
-  resize(a.h, n * inter);
+  a.xn2.resize(be, n * hidden);
+  a.rstd2.resize(be, n);
+  be.rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_attention_layernorm, n,
+                     hidden, c.rms_norm_eps);
+  a.gate.resize(be, n * inter);
+  a.up.resize(be, n * inter);
+  a.h.resize(be, n * inter);
   project(LoraTarget::Gate, w.gate_proj, a.xn2.data(), hidden, a.gate.data(), inter,
           Accumulate::No);
   project(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, a.up.data(), inter, Accumulate::No);
-  cpu::swiglu_forward<float>(a.h.data(), a.gate.data(), a.up.data(), n * inter);
+  be.swiglu_forward(a.h.data(), a.gate.data(), a.up.data(), n * inter);
 
-  std::copy(a.x_mid.begin(), a.x_mid.end(), x_out);
+  be.copy(x_out, a.x_mid.data(), n * hidden);
   project(LoraTarget::Down, w.down_proj, a.h.data(), inter, x_out, hidden, Accumulate::Yes);
 }
 
@@ -279,67 +238,66 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
   const float* x = layer_inputs_[static_cast<size_t>(layer)].data();
-  std::vector<float> scratch;
+  Backend& be = backend_;
+  Buffer scratch;
 
   // dx_in [N, in] (+)= dy·W (+ the LoRA path, whose weights also get their gradients).
-  const auto project_back = [&](LoraTarget target, cpu::WeightView weight, const float* in,
+  const auto project_back = [&](LoraTarget target, WeightView weight, const float* in,
                                 int64_t in_features, const float* dy, int64_t out_features,
                                 float* dx_in, Accumulate accumulate) {
-    cpu::linear_backward_input<float>(dx_in, dy, weight, n, in_features, out_features, accumulate);
+    be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_backward(*(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
-                    scratch, dropout_key(layer, target));
+      lora_backward(be, *(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t],
+                    a.lora_x[t], scratch, dropout_key(layer, target));
     }
   };
 
   // MLP: x_out = x_mid + h·W_downᵀ.
-  std::vector<float> d_mid(d_out, d_out + n * hidden);    // [N, hidden] the residual passes dy
-  std::vector<float> dh(static_cast<size_t>(n * inter));  // [N, intermediate]
+  Buffer d_mid(be, n * hidden);  // [N, hidden] the residual passes dy through
+  be.copy(d_mid.data(), d_out, n * hidden);
+  Buffer dh(be, n * inter);  // [N, intermediate]
   project_back(LoraTarget::Down, w.down_proj, a.h.data(), inter, d_out, hidden, dh.data(),
                Accumulate::No);
-  std::vector<float> d_gate(static_cast<size_t>(n * inter));  // [N, intermediate]
-  std::vector<float> d_up(static_cast<size_t>(n * inter));    // [N, intermediate]
-  cpu::swiglu_backward<float>(d_gate.data(), d_up.data(), dh.data(), a.gate.data(), a.up.data(),
-                              n * inter);
-  std::vector<float> d_xn(static_cast<size_t>(n * hidden));  // [N, hidden]
+  Buffer d_gate(be, n * inter);  // [N, intermediate]
+  Buffer d_up(be, n * inter);    // [N, intermediate]
+  be.swiglu_backward(d_gate.data(), d_up.data(), dh.data(), a.gate.data(), a.up.data(), n * inter);
+  Buffer d_xn(be, n * hidden);  // [N, hidden]
   project_back(LoraTarget::Gate, w.gate_proj, a.xn2.data(), hidden, d_gate.data(), inter,
                d_xn.data(), Accumulate::No);
   project_back(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, d_up.data(), inter, d_xn.data(),
                Accumulate::Yes);
-  cpu::rmsnorm_backward<float>(d_mid.data(), d_xn.data(), a.x_mid.data(), a.rstd2.data(),
-                               w.post_attention_layernorm, n, hidden, Accumulate::Yes);
+  be.rmsnorm_backward(d_mid.data(), d_xn.data(), a.x_mid.data(), a.rstd2.data(),
+                      w.post_attention_layernorm, n, hidden, Accumulate::Yes);
 
   // Attention: x_mid = x + attn·W_oᵀ.
-  std::copy(d_mid.begin(), d_mid.end(), d_x);
-  std::vector<float> d_attn(static_cast<size_t>(n * q_out));  // [N, heads*head_dim]
+  be.copy(d_x, d_mid.data(), n * hidden);
+  Buffer d_attn(be, n * q_out);  // [N, heads*head_dim]
   project_back(LoraTarget::O, w.o_proj, a.attn.data(), q_out, d_mid.data(), hidden, d_attn.data(),
                Accumulate::No);
-  std::vector<float> dq(static_cast<size_t>(n * q_out));   // [N, heads*head_dim]
-  std::vector<float> dk(static_cast<size_t>(n * kv_out));  // [N, kv_heads*head_dim]
-  std::vector<float> dv(static_cast<size_t>(n * kv_out));  // [N, kv_heads*head_dim]
-  const cpu::AttentionShape shape = attention_shape(c, batch.seq_len);
+  Buffer dq(be, n * q_out);   // [N, heads*head_dim]
+  Buffer dk(be, n * kv_out);  // [N, kv_heads*head_dim]
+  Buffer dv(be, n * kv_out);  // [N, kv_heads*head_dim]
+  const AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    cpu::attention_backward<float>(dq.data() + t0 * q_out, dk.data() + t0 * kv_out,
-                                   dv.data() + t0 * kv_out, d_attn.data() + t0 * q_out,
-                                   a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
-                                   a.v.data() + t0 * kv_out, a.attn.data() + t0 * q_out,
-                                   a.lse.data() + row * c.num_attention_heads * batch.seq_len,
-                                   shape, batch.document_starts[static_cast<size_t>(row)]);
+    be.attention_backward(dq.data() + t0 * q_out, dk.data() + t0 * kv_out,
+                          dv.data() + t0 * kv_out, d_attn.data() + t0 * q_out,
+                          a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
+                          a.v.data() + t0 * kv_out, a.attn.data() + t0 * q_out,
+                          a.lse.data() + row * c.num_attention_heads * batch.seq_len, shape,
+                          batch.document_starts[static_cast<size_t>(row)]);
   }
-  cpu::rope_backward<float>(dq.data(), dq.data(), batch.positions.data(), n, c.num_attention_heads,
-                            rope_);
-  cpu::rope_backward<float>(dk.data(), dk.data(), batch.positions.data(), n, c.num_key_value_heads,
-                            rope_);
+  be.rope_backward(dq.data(), dq.data(), batch.positions.data(), n, c.num_attention_heads, rope_);
+  be.rope_backward(dk.data(), dk.data(), batch.positions.data(), n, c.num_key_value_heads, rope_);
   project_back(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, dq.data(), q_out, d_xn.data(),
                Accumulate::No);
   project_back(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, dk.data(), kv_out, d_xn.data(),
                Accumulate::Yes);
   project_back(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, dv.data(), kv_out, d_xn.data(),
                Accumulate::Yes);
-  cpu::rmsnorm_backward<float>(d_x, d_xn.data(), x, a.rstd1.data(), w.input_layernorm, n, hidden,
-                               Accumulate::Yes);
+  be.rmsnorm_backward(d_x, d_xn.data(), x, a.rstd1.data(), w.input_layernorm, n, hidden,
+                      Accumulate::Yes);
 }
 
 void LlamaLoraModel::forward_layers(const TokenBatch& batch) {
@@ -347,9 +305,9 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch) {
   batch.check(c.vocab_size);
   ensure_rope(batch);
   const int64_t n = batch.tokens();
-  for (auto& input : layer_inputs_) resize(input, n * c.hidden_size);
-  cpu::embedding_forward<float>(layer_inputs_[0].data(), batch.input_ids.data(), base_.embed_tokens,
-                                n, c.vocab_size, c.hidden_size);
+  for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);
+  backend_.embedding_forward(layer_inputs_[0].data(), batch.input_ids.data(), base_.embed_tokens,
+                             n, c.vocab_size, c.hidden_size);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(),
@@ -361,34 +319,35 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch) {
 void LlamaLoraModel::final_norm(const TokenBatch& batch) {
   const LlamaConfig& c = base_.config;
   const int64_t n = batch.tokens();
-  resize(final_hidden_, n * c.hidden_size);
-  resize(final_rstd_, n);
-  cpu::rmsnorm_forward<float>(final_hidden_.data(), final_rstd_.data(), layer_inputs_.back().data(),
-                              base_.norm, n, c.hidden_size, c.rms_norm_eps);
+  final_hidden_.resize(backend_, n * c.hidden_size);
+  final_rstd_.resize(backend_, n);
+  backend_.rmsnorm_forward(final_hidden_.data(), final_rstd_.data(), layer_inputs_.back().data(),
+                           base_.norm, n, c.hidden_size, c.rms_norm_eps);
 }
 
 double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_scale) {
   const LlamaConfig& c = base_.config;
   forward_layers(batch);
   const int64_t n = batch.tokens();
-  std::vector<float> d_hidden(static_cast<size_t>(n * c.hidden_size));  // [N, hidden]
-  const double loss = cpu::cross_entropy_forward_backward<float>(
+  Buffer d_hidden(backend_, n * c.hidden_size);  // [N, hidden]
+  const double loss = backend_.cross_entropy_forward_backward(
       d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n, c.hidden_size,
       c.vocab_size, loss_scale, options_.loss_chunk_tokens);
-  std::vector<float> d_x(static_cast<size_t>(n * c.hidden_size));  // grad of the stream
-  cpu::rmsnorm_backward<float>(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
-                               final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
-  std::vector<float> d_prev(d_x.size());
+  Buffer d_x(backend_, n * c.hidden_size);  // [N, hidden] gradient of the residual stream
+  backend_.rmsnorm_backward(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
+                            final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
+  Buffer d_prev(backend_, n * c.hidden_size);  // [N, hidden]
+  Buffer discard;                              // [N, hidden] a recomputed layer's output
   for (int64_t i = c.num_hidden_layers - 1; i >= 0; --i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     if (options_.checkpointing == Checkpointing::On) {
       // Recompute this layer's activations from its saved input (same dropout masks: they
       // are a pure function of seed, layer and element).
-      std::vector<float> discard(d_x.size());
+      discard.resize(backend_, n * c.hidden_size);
       layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(), discard.data(), acts);
     }
     layer_backward(i, batch, d_x.data(), d_prev.data(), acts);
-    std::swap(d_x, d_prev);
+    d_x.swap(d_prev);
   }
   return loss;
 }
@@ -397,12 +356,14 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch) {
   const LlamaConfig& c = base_.config;
   forward_layers(batch);
   const int64_t n = batch.tokens();
-  std::vector<float> losses(static_cast<size_t>(n));
-  cpu::cross_entropy_forward<float>(losses.data(), final_hidden_.data(), base_.lm_head,
-                                    batch.targets.data(), n, c.hidden_size, c.vocab_size,
-                                    options_.loss_chunk_tokens);
+  Buffer losses(backend_, n);  // [N]
+  backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), base_.lm_head,
+                                 batch.targets.data(), n, c.hidden_size, c.vocab_size,
+                                 options_.loss_chunk_tokens);
+  std::vector<float> host(static_cast<size_t>(n));
+  backend_.download(host.data(), losses.data(), n);
   double sum = 0;
-  for (float value : losses) sum += value;
+  for (float value : host) sum += value;
   return sum;
 }
 
@@ -412,10 +373,12 @@ std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch) {
   const int64_t n = batch.tokens();
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
-  std::vector<float> logits(static_cast<size_t>(n * c.vocab_size));
-  cpu::lm_head_logits<float>(logits.data(), final_hidden_.data(), base_.lm_head, rows.data(), n, n,
-                             c.hidden_size, c.vocab_size);
-  return logits;
+  Buffer logits(backend_, n * c.vocab_size);  // [N, vocab]
+  backend_.lm_head_logits(logits.data(), final_hidden_.data(), base_.lm_head, rows.data(), n, n,
+                          c.hidden_size, c.vocab_size);
+  std::vector<float> host(static_cast<size_t>(n * c.vocab_size));
+  backend_.download(host.data(), logits.data(), n * c.vocab_size);
+  return host;
 }
 
 }  // namespace ll

@@ -9,6 +9,7 @@
 //   h = silu(xn2·W_gateᵀ (+LoRA)) * (xn2·W_upᵀ (+LoRA)) ; x_out = x_mid + h·W_downᵀ (+ LoRA)
 // then rmsnorm, LM head and cross-entropy over chunks of tokens (never the whole logits).
 // With gradient checkpointing only each layer's input is kept; backward recomputes the layer.
+// Every op runs through a Backend (backend/backend.h); activations live in its memory.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@
 #include <span>
 #include <vector>
 
-#include "backend/cpu/rope.h"
+#include "backend/backend.h"
 #include "model/llama_weights.h"
 #include "model/lora.h"
 
@@ -27,6 +28,7 @@ enum class Checkpointing { Off, On };
 struct ModelOptions {
   Checkpointing checkpointing = Checkpointing::Off;
   int64_t loss_chunk_tokens = 64;  // tokens per LM-head chunk
+  Backend* backend = nullptr;      // where the ops run; null = the CPU backend
 };
 
 // One micro-batch of `rows` sequences of `seq_len` tokens.
@@ -83,12 +85,13 @@ class LlamaLoraModel {
   const LlamaWeights& base_;
   LoraAdapter* adapter_;
   ModelOptions options_;
+  Backend& backend_;
   uint64_t dropout_seed_ = 0;
-  cpu::RopeTable rope_;
+  RopeTable rope_;
   std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
-  std::vector<std::vector<float>> layer_inputs_;          // [layers + 1][tokens, hidden]
-  std::vector<float> final_hidden_;                       // [tokens, hidden] after the final norm
-  std::vector<float> final_rstd_;                         // [tokens]
+  std::vector<Buffer> layer_inputs_;                      // [layers + 1][tokens, hidden]
+  Buffer final_hidden_;                                   // [tokens, hidden] after the final norm
+  Buffer final_rstd_;                                     // [tokens]
 };
 
 }  // namespace ll

@@ -1,0 +1,146 @@
+// The op interface the model is written against (DESIGN.md "One model, many backends"). The
+// model never calls a CPU routine directly: it allocates its activations through a Backend
+// and runs every op through one, so a CUDA backend plugs in by implementing this class.
+//
+// Conventions, the same for every backend:
+//   - Activations and gradients are fp32, row-major, [tokens, features] (PyTorch order), in
+//     the backend's memory (`Buffer`). Norms, softmax and losses accumulate in fp32 or wider.
+//   - Base weights are WeightViews (f32/bf16/f16, W[out, in] as HF stores them) that the
+//     backend can read; the CPU backend reads the memory-mapped file directly.
+//   - Small per-batch index arrays (token ids, labels, RoPE positions, document starts, row
+//     indices) are host memory: a device backend stages them itself.
+//   - LoRA tensors (model/lora.h) are passed as plain float pointers; today they live in host
+//     memory, which is the CPU backend's memory. A device backend keeps device copies of the
+//     adapter and its gradients (the CUDA work adds that).
+// The CPU backend (backend/cpu/cpu_backend.h) is the reference: every other backend's op is
+// tested against it on the same inputs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "backend/cpu/attention.h"
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/rope.h"
+#include "backend/cpu/weights.h"
+
+namespace ll {
+
+// The op vocabulary is defined next to the CPU reference ops and shared by every backend.
+using cpu::Accumulate;
+using cpu::AttentionShape;
+using cpu::RopeTable;
+using cpu::Transpose;
+using cpu::WeightView;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- memory (fp32 elements) ----
+  virtual float* allocate(int64_t count) = 0;  // contents undefined; count 0 gives nullptr
+  virtual void release(float* data) = 0;
+  virtual void copy(float* dst, const float* src, int64_t count) = 0;  // both backend memory
+  virtual void upload(float* dst, const float* host, int64_t count) = 0;
+  virtual void download(float* host, const float* src, int64_t count) = 0;
+
+  // ---- dense algebra ----
+  // C[m, n] = alpha · op(A) · op(B) + beta · C (cpu/gemm.h states the layout exactly).
+  virtual void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
+                    float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                    float beta, float* c, int64_t ldc) = 0;
+  // y[tokens, out] (+)= x[tokens, in] · W[out, in]ᵀ, and its input gradient
+  // dx[tokens, in] (+)= dy[tokens, out] · W. No weight gradient: base weights are frozen.
+  virtual void linear_forward(float* y, const float* x, WeightView w, int64_t tokens, int64_t in,
+                              int64_t out, Accumulate accumulate) = 0;
+  virtual void linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens,
+                                     int64_t in, int64_t out, Accumulate accumulate) = 0;
+
+  // ---- Llama layers ----
+  // out[tokens, hidden] = table[ids] (ids host, each checked against vocab).
+  virtual void embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
+                                 int64_t vocab, int64_t hidden) = 0;
+  // y = x · rsqrt(mean(x²) + eps) · weight, rstd[tokens] kept for the backward.
+  virtual void rmsnorm_forward(float* y, float* rstd, const float* x, WeightView weight,
+                               int64_t tokens, int64_t hidden, double eps) = 0;
+  virtual void rmsnorm_backward(float* dx, const float* dy, const float* x, const float* rstd,
+                                WeightView weight, int64_t tokens, int64_t hidden,
+                                Accumulate accumulate) = 0;
+  // In place allowed (out == in). positions: host [tokens].
+  virtual void rope_forward(float* out, const float* in, const int32_t* positions, int64_t tokens,
+                            int64_t heads, const RopeTable& table) = 0;
+  virtual void rope_backward(float* d_in, const float* d_out, const int32_t* positions,
+                             int64_t tokens, int64_t heads, const RopeTable& table) = 0;
+  // Causal GQA attention of one sequence, kept inside each packed document (starts: host).
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
+                                 const float* v, const AttentionShape& shape,
+                                 std::span<const uint32_t> document_starts) = 0;
+  virtual void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out,
+                                  const float* q, const float* k, const float* v, const float* out,
+                                  const float* lse, const AttentionShape& shape,
+                                  std::span<const uint32_t> document_starts) = 0;
+  // h = silu(gate) · up, elementwise over n.
+  virtual void swiglu_forward(float* h, const float* gate, const float* up, int64_t n) = 0;
+  virtual void swiglu_backward(float* d_gate, float* d_up, const float* dh, const float* gate,
+                               const float* up, int64_t n) = 0;
+  // LoRA dropout: out = in · mask / (1 - p), mask element i kept with probability 1 - p, a
+  // pure function of (key, i) so a recomputed forward and the backward see the same mask.
+  // The backward applies the same mask and scale to dy, written or added into dx.
+  virtual void dropout_forward(float* out, const float* in, int64_t n, double p,
+                               uint64_t key) = 0;
+  virtual void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
+                                Accumulate accumulate) = 0;
+
+  // ---- LM head + cross-entropy over chunks of tokens (never the whole logits) ----
+  // labels: host [tokens], -100 = ignored. Returns loss_scale · Σ loss, writes dh.
+  virtual double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
+                                                const int32_t* labels, int64_t tokens,
+                                                int64_t hidden, int64_t vocab, double loss_scale,
+                                                int64_t chunk_tokens) = 0;
+  // loss[tokens] per token (0 where ignored).
+  virtual void cross_entropy_forward(float* loss, const float* h, WeightView w_lm,
+                                     const int32_t* labels, int64_t tokens, int64_t hidden,
+                                     int64_t vocab, int64_t chunk_tokens) = 0;
+  // logits[n_rows, vocab] of the rows `rows` (host) of h[tokens, hidden].
+  virtual void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
+                              int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) = 0;
+};
+
+// The process's CPU backend (OpenMP, AVX-512/AVX2 kernels): the reference implementation.
+Backend& cpu_backend();
+
+// fp32 memory of a backend, owned (RAII). Grows on resize; contents after a resize that
+// reallocates are undefined, like a fresh allocation.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& backend, int64_t count) { resize(backend, count); }
+  ~Buffer() { reset(); }
+  Buffer(Buffer&& other) noexcept { swap(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      swap(other);
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void resize(Backend& backend, int64_t count);
+  void reset();
+  void swap(Buffer& other) noexcept;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  int64_t size() const { return size_; }
+
+ private:
+  Backend* backend_ = nullptr;
+  float* data_ = nullptr;
+  int64_t size_ = 0;
+  int64_t capacity_ = 0;
+};
+
+}  // namespace ll

@@ -1,0 +1,143 @@
+// See cpu_backend.h: each op forwards to the fp32 instantiation of the op of this folder.
+#include "backend/cpu/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "backend/cpu/cross_entropy.h"
+#include "backend/cpu/dropout.h"
+#include "backend/cpu/embedding.h"
+#include "backend/cpu/rmsnorm.h"
+#include "backend/cpu/swiglu.h"
+#include "core/error.h"
+
+namespace ll::cpu {
+
+namespace {
+
+constexpr size_t kAlignment = 64;  // a cache line: whole AVX-512 vectors never straddle two
+
+void copy_floats(float* dst, const float* src, int64_t count) {
+  if (count > 0 && dst != src) std::memmove(dst, src, static_cast<size_t>(count) * sizeof(float));
+}
+
+}  // namespace
+
+float* CpuBackend::allocate(int64_t count) {
+  if (count < 0) fail("cpu backend", "negative allocation size " + std::to_string(count));
+  if (count == 0) return nullptr;
+  size_t bytes = static_cast<size_t>(count) * sizeof(float);
+  bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* data = std::aligned_alloc(kAlignment, bytes);
+  if (!data) throw std::bad_alloc();
+  return static_cast<float*>(data);
+}
+
+void CpuBackend::release(float* data) { std::free(data); }
+
+void CpuBackend::copy(float* dst, const float* src, int64_t count) { copy_floats(dst, src, count); }
+
+void CpuBackend::upload(float* dst, const float* host, int64_t count) {
+  copy_floats(dst, host, count);
+}
+
+void CpuBackend::download(float* host, const float* src, int64_t count) {
+  copy_floats(host, src, count);
+}
+
+void CpuBackend::gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                      float beta, float* c, int64_t ldc) {
+  cpu::gemm<float>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void CpuBackend::linear_forward(float* y, const float* x, WeightView w, int64_t tokens, int64_t in,
+                                int64_t out, Accumulate accumulate) {
+  cpu::linear_forward<float>(y, x, w, tokens, in, out, accumulate);
+}
+
+void CpuBackend::linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens,
+                                       int64_t in, int64_t out, Accumulate accumulate) {
+  cpu::linear_backward_input<float>(dx, dy, w, tokens, in, out, accumulate);
+}
+
+void CpuBackend::embedding_forward(float* out, const int32_t* ids, WeightView table,
+                                   int64_t tokens, int64_t vocab, int64_t hidden) {
+  cpu::embedding_forward<float>(out, ids, table, tokens, vocab, hidden);
+}
+
+void CpuBackend::rmsnorm_forward(float* y, float* rstd, const float* x, WeightView weight,
+                                 int64_t tokens, int64_t hidden, double eps) {
+  cpu::rmsnorm_forward<float>(y, rstd, x, weight, tokens, hidden, eps);
+}
+
+void CpuBackend::rmsnorm_backward(float* dx, const float* dy, const float* x, const float* rstd,
+                                  WeightView weight, int64_t tokens, int64_t hidden,
+                                  Accumulate accumulate) {
+  cpu::rmsnorm_backward<float>(dx, dy, x, rstd, weight, tokens, hidden, accumulate);
+}
+
+void CpuBackend::rope_forward(float* out, const float* in, const int32_t* positions,
+                              int64_t tokens, int64_t heads, const RopeTable& table) {
+  cpu::rope_forward<float>(out, in, positions, tokens, heads, table);
+}
+
+void CpuBackend::rope_backward(float* d_in, const float* d_out, const int32_t* positions,
+                               int64_t tokens, int64_t heads, const RopeTable& table) {
+  cpu::rope_backward<float>(d_in, d_out, positions, tokens, heads, table);
+}
+
+void CpuBackend::attention_forward(float* out, float* lse, const float* q, const float* k,
+                                   const float* v, const AttentionShape& shape,
+                                   std::span<const uint32_t> document_starts) {
+  cpu::attention_forward<float>(out, lse, q, k, v, shape, document_starts);
+}
+
+void CpuBackend::attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out,
+                                    const float* q, const float* k, const float* v,
+                                    const float* out, const float* lse,
+                                    const AttentionShape& shape,
+                                    std::span<const uint32_t> document_starts) {
+  cpu::attention_backward<float>(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, document_starts);
+}
+
+void CpuBackend::swiglu_forward(float* h, const float* gate, const float* up, int64_t n) {
+  cpu::swiglu_forward<float>(h, gate, up, n);
+}
+
+void CpuBackend::swiglu_backward(float* d_gate, float* d_up, const float* dh, const float* gate,
+                                 const float* up, int64_t n) {
+  cpu::swiglu_backward<float>(d_gate, d_up, dh, gate, up, n);
+}
+
+void CpuBackend::dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) {
+  cpu::dropout_forward(out, in, n, p, key);
+}
+
+void CpuBackend::dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
+                                  Accumulate accumulate) {
+  cpu::dropout_backward(dx, dy, n, p, key, accumulate);
+}
+
+double CpuBackend::cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
+                                                  const int32_t* labels, int64_t tokens,
+                                                  int64_t hidden, int64_t vocab, double loss_scale,
+                                                  int64_t chunk_tokens) {
+  return cpu::cross_entropy_forward_backward<float>(dh, h, w_lm, labels, tokens, hidden, vocab,
+                                                    loss_scale, chunk_tokens);
+}
+
+void CpuBackend::cross_entropy_forward(float* loss, const float* h, WeightView w_lm,
+                                       const int32_t* labels, int64_t tokens, int64_t hidden,
+                                       int64_t vocab, int64_t chunk_tokens) {
+  cpu::cross_entropy_forward<float>(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens);
+}
+
+void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm,
+                                const int64_t* rows, int64_t n_rows, int64_t tokens,
+                                int64_t hidden, int64_t vocab) {
+  cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
+}
+
+}  // namespace ll::cpu

@@ -1,0 +1,259 @@
+// Every op of the Backend interface, run through a backend on awkward shapes (1 token, odd
+// sizes, GQA, a vocabulary that is not a multiple of any tile) and compared with the CPU
+// reference ops instantiated in double. Today the CPU backend is the only one: this checks
+// that its fp32 ops agree with the double reference and that the interface's memory calls
+// round-trip; a device backend joins by adding itself to kBackends.
+//
+// Tolerance: |got - ref| <= 2e-5 · (1 + |ref|). The fp32 ops accumulate at most a few hundred
+// products of O(1) values (relative rounding ~ sqrt(k)·6e-8 ≈ 1e-6 for k = 300), so 2e-5 leaves
+// 20x headroom while a wrong index or missing term is off by O(1).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/cross_entropy.h"
+#include "backend/cpu/embedding.h"
+#include "backend/cpu/rmsnorm.h"
+#include "backend/cpu/swiglu.h"
+#include "gradcheck.h"
+
+namespace ll {
+namespace {
+
+using test::random_values;
+
+constexpr double kTol = 2e-5;
+
+struct NamedBackend {
+  const char* name;
+  Backend& (*get)();
+};
+const NamedBackend kBackends[] = {{"cpu", &cpu_backend}};
+
+class BackendConformance : public ::testing::TestWithParam<NamedBackend> {
+ protected:
+  Backend& be() { return GetParam().get(); }
+
+  // Host fp32 values -> a backend buffer.
+  Buffer to_device(const std::vector<double>& host) {
+    std::vector<float> f(host.begin(), host.end());
+    Buffer b(be(), static_cast<int64_t>(f.size()));
+    be().upload(b.data(), f.data(), static_cast<int64_t>(f.size()));
+    return b;
+  }
+  std::vector<float> to_host(const Buffer& b) {
+    std::vector<float> f(static_cast<size_t>(b.size()));
+    be().download(f.data(), b.data(), b.size());
+    return f;
+  }
+  // The double reference reads the same fp32-rounded inputs the backend got.
+  static std::vector<double> rounded(const std::vector<double>& v) {
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < v.size(); ++i) r[i] = static_cast<float>(v[i]);
+    return r;
+  }
+  static std::vector<float> as_float(const std::vector<double>& v) {
+    return std::vector<float>(v.begin(), v.end());
+  }
+};
+
+TEST_P(BackendConformance, MemoryRoundTrips) {
+  const auto values = random_values(37, 1);
+  Buffer a = to_device(values);
+  Buffer b(be(), 37);
+  be().copy(b.data(), a.data(), 37);
+  test::expect_all_near("copy", to_host(b), as_float(values), 0, 0);
+  Buffer empty(be(), 0);
+  EXPECT_EQ(empty.size(), 0);
+}
+
+TEST_P(BackendConformance, LinearForwardAndInputGradient) {
+  for (const auto [tokens, in, out] : {std::array<int64_t, 3>{1, 5, 3}, {7, 33, 19}}) {
+    const auto x = rounded(random_values(static_cast<size_t>(tokens * in), 2));
+    const auto w = as_float(random_values(static_cast<size_t>(out * in), 3));
+    const auto dy = rounded(random_values(static_cast<size_t>(tokens * out), 4));
+    Buffer dx_dev = to_device(x), dy_dev = to_device(dy);
+    Buffer y(be(), tokens * out), dx(be(), tokens * in);
+    be().linear_forward(y.data(), dx_dev.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                        Accumulate::No);
+    be().linear_backward_input(dx.data(), dy_dev.data(), cpu::weight_f32(w.data()), tokens, in,
+                               out, Accumulate::No);
+    std::vector<double> y_ref(static_cast<size_t>(tokens * out)), dx_ref(x.size());
+    cpu::linear_forward<double>(y_ref.data(), x.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                                Accumulate::No);
+    cpu::linear_backward_input<double>(dx_ref.data(), dy.data(), cpu::weight_f32(w.data()), tokens,
+                                       in, out, Accumulate::No);
+    test::expect_all_near("linear_forward", to_host(y), y_ref, kTol, kTol);
+    test::expect_all_near("linear_backward_input", to_host(dx), dx_ref, kTol, kTol);
+  }
+}
+
+TEST_P(BackendConformance, Gemm) {
+  const int64_t m = 5, n = 7, k = 11;
+  const auto a = rounded(random_values(static_cast<size_t>(k * m), 5));  // stored [k, m]
+  const auto b = rounded(random_values(static_cast<size_t>(n * k), 6));  // stored [n, k]
+  const auto c0 = rounded(random_values(static_cast<size_t>(m * n), 7));
+  Buffer da = to_device(a), db = to_device(b), dc = to_device(c0);
+  be().gemm(Transpose::Yes, Transpose::Yes, m, n, k, 0.5f, da.data(), m, db.data(), k, 1.0f,
+            dc.data(), n);
+  std::vector<double> ref = c0;
+  cpu::gemm<double>(Transpose::Yes, Transpose::Yes, m, n, k, 0.5, a.data(), m, b.data(), k, 1.0,
+                    ref.data(), n);
+  test::expect_all_near("gemm", to_host(dc), ref, kTol, kTol);
+}
+
+TEST_P(BackendConformance, NormRopeSwigluEmbedding) {
+  const int64_t tokens = 3, heads = 2, head_dim = 6, hidden = heads * head_dim;
+  const auto x = rounded(random_values(static_cast<size_t>(tokens * hidden), 8));
+  const auto weight = as_float(random_values(static_cast<size_t>(hidden), 9, 0.5, 1.5));
+  Buffer dx_in = to_device(x), y(be(), tokens * hidden), rstd(be(), tokens);
+  be().rmsnorm_forward(y.data(), rstd.data(), dx_in.data(), cpu::weight_f32(weight.data()), tokens,
+                       hidden, 1e-5);
+  std::vector<double> y_ref(x.size()), rstd_ref(static_cast<size_t>(tokens));
+  cpu::rmsnorm_forward<double>(y_ref.data(), rstd_ref.data(), x.data(),
+                               cpu::weight_f32(weight.data()), tokens, hidden, 1e-5);
+  test::expect_all_near("rmsnorm_forward", to_host(y), y_ref, kTol, kTol);
+
+  const RopeTable table = cpu::rope_table_build(10000.0, head_dim, 16, std::nullopt);
+  const std::vector<int32_t> positions = {0, 9, 4};
+  Buffer roped(be(), tokens * hidden);
+  be().rope_forward(roped.data(), dx_in.data(), positions.data(), tokens, heads, table);
+  std::vector<double> rope_ref(x.size());
+  cpu::rope_forward<double>(rope_ref.data(), x.data(), positions.data(), tokens, heads, table);
+  test::expect_all_near("rope_forward", to_host(roped), rope_ref, kTol, kTol);
+
+  const auto up = rounded(random_values(x.size(), 10));
+  Buffer dup = to_device(up), h(be(), tokens * hidden);
+  be().swiglu_forward(h.data(), dx_in.data(), dup.data(), tokens * hidden);
+  std::vector<double> h_ref(x.size());
+  cpu::swiglu_forward<double>(h_ref.data(), x.data(), up.data(), tokens * hidden);
+  test::expect_all_near("swiglu_forward", to_host(h), h_ref, kTol, kTol);
+
+  const auto table_values = as_float(random_values(static_cast<size_t>(13 * hidden), 11));
+  const std::vector<int32_t> ids = {12, 0, 5};
+  Buffer emb(be(), tokens * hidden);
+  be().embedding_forward(emb.data(), ids.data(), cpu::weight_f32(table_values.data()), tokens, 13,
+                         hidden);
+  std::vector<double> emb_ref(x.size());
+  cpu::embedding_forward<double>(emb_ref.data(), ids.data(), cpu::weight_f32(table_values.data()),
+                                 tokens, 13, hidden);
+  test::expect_all_near("embedding_forward", to_host(emb), emb_ref, 0, 0);
+}
+
+TEST_P(BackendConformance, AttentionWithDocuments) {
+  const AttentionShape shape{9, 4, 2, 8};  // GQA 4 q heads over 2 kv heads
+  const std::vector<uint32_t> starts = {0, 4};
+  const int64_t q_size = shape.tokens * shape.num_attention_heads * shape.head_dim;
+  const int64_t kv_size = shape.tokens * shape.num_key_value_heads * shape.head_dim;
+  const auto q = rounded(random_values(static_cast<size_t>(q_size), 12));
+  const auto k = rounded(random_values(static_cast<size_t>(kv_size), 13));
+  const auto v = rounded(random_values(static_cast<size_t>(kv_size), 14));
+  Buffer dq_in = to_device(q), dk_in = to_device(k), dv_in = to_device(v);
+  Buffer out(be(), q_size), lse(be(), shape.num_attention_heads * shape.tokens);
+  be().attention_forward(out.data(), lse.data(), dq_in.data(), dk_in.data(), dv_in.data(), shape,
+                         starts);
+  std::vector<double> out_ref(q.size()), lse_ref(static_cast<size_t>(lse.size()));
+  cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), q.data(), k.data(), v.data(),
+                                 shape, starts);
+  test::expect_all_near("attention_forward", to_host(out), out_ref, kTol, kTol);
+}
+
+TEST_P(BackendConformance, CrossEntropyAndLogits) {
+  const int64_t tokens = 5, hidden = 7, vocab = 131;
+  const auto h = rounded(random_values(static_cast<size_t>(tokens * hidden), 15));
+  const auto w = as_float(random_values(static_cast<size_t>(vocab * hidden), 16));
+  const std::vector<int32_t> labels = {3, cpu::kIgnoreLabel, 130, 0, 64};
+  Buffer dh_in = to_device(h), dh(be(), tokens * hidden), loss(be(), tokens);
+  const double got = be().cross_entropy_forward_backward(
+      dh.data(), dh_in.data(), cpu::weight_f32(w.data()), labels.data(), tokens, hidden, vocab,
+      0.25, 2);
+  std::vector<double> dh_ref(h.size());
+  const double ref = cpu::cross_entropy_forward_backward<double>(
+      dh_ref.data(), h.data(), cpu::weight_f32(w.data()), labels.data(), tokens, hidden, vocab,
+      0.25, 2);
+  EXPECT_NEAR(got, ref, kTol * (1 + std::abs(ref)));
+  test::expect_all_near("cross_entropy dh", to_host(dh), dh_ref, kTol, kTol);
+
+  const std::vector<int64_t> rows = {4, 0};
+  Buffer logits(be(), 2 * vocab);
+  be().lm_head_logits(logits.data(), dh_in.data(), cpu::weight_f32(w.data()), rows.data(), 2,
+                      tokens, hidden, vocab);
+  std::vector<double> logits_ref(static_cast<size_t>(2 * vocab));
+  cpu::lm_head_logits<double>(logits_ref.data(), h.data(), cpu::weight_f32(w.data()), rows.data(),
+                              2, tokens, hidden, vocab);
+  test::expect_all_near("lm_head_logits", to_host(logits), logits_ref, kTol, kTol);
+}
+
+TEST_P(BackendConformance, Backwards) {
+  const AttentionShape shape{6, 2, 1, 4};  // GQA: 2 q heads share 1 kv head
+  const int64_t tokens = shape.tokens, q_size = tokens * 2 * 4, kv_size = tokens * 4;
+  const std::vector<uint32_t> starts = {0, 2};
+  const auto q = rounded(random_values(static_cast<size_t>(q_size), 20));
+  const auto k = rounded(random_values(static_cast<size_t>(kv_size), 21));
+  const auto v = rounded(random_values(static_cast<size_t>(kv_size), 22));
+  const auto d_out = rounded(random_values(static_cast<size_t>(q_size), 23));
+  std::vector<double> out_ref(q.size()), lse_ref(static_cast<size_t>(2 * tokens));
+  cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), q.data(), k.data(), v.data(),
+                                 shape, starts);
+  const auto out_r = rounded(out_ref), lse_r = rounded(lse_ref);
+  Buffer bq = to_device(q), bk = to_device(k), bv = to_device(v), bdo = to_device(d_out);
+  Buffer bo = to_device(out_r), bl = to_device(lse_r);
+  Buffer dq(be(), q_size), dk(be(), kv_size), dv(be(), kv_size);
+  be().attention_backward(dq.data(), dk.data(), dv.data(), bdo.data(), bq.data(), bk.data(),
+                          bv.data(), bo.data(), bl.data(), shape, starts);
+  std::vector<double> dq_ref(q.size()), dk_ref(k.size()), dv_ref(v.size());
+  cpu::attention_backward<double>(dq_ref.data(), dk_ref.data(), dv_ref.data(), d_out.data(),
+                                  q.data(), k.data(), v.data(), out_r.data(), lse_r.data(), shape,
+                                  starts);
+  test::expect_all_near("attention_backward dq", to_host(dq), dq_ref, kTol, kTol);
+  test::expect_all_near("attention_backward dk", to_host(dk), dk_ref, kTol, kTol);
+  test::expect_all_near("attention_backward dv", to_host(dv), dv_ref, kTol, kTol);
+
+  // RMSNorm (accumulating into dx), RoPE and SwiGLU backwards on [tokens, 8].
+  const int64_t hidden = 8;
+  const auto x = rounded(random_values(static_cast<size_t>(tokens * hidden), 24));
+  const auto dy = rounded(random_values(x.size(), 25));
+  const auto dx0 = rounded(random_values(x.size(), 26));
+  const auto weight = as_float(random_values(static_cast<size_t>(hidden), 27, 0.5, 1.5));
+  std::vector<double> y_ref(x.size()), rstd_ref(static_cast<size_t>(tokens));
+  cpu::rmsnorm_forward<double>(y_ref.data(), rstd_ref.data(), x.data(),
+                               cpu::weight_f32(weight.data()), tokens, hidden, 1e-5);
+  const auto rstd_r = rounded(rstd_ref);
+  Buffer bx = to_device(x), bdy = to_device(dy), bdx = to_device(dx0), brstd = to_device(rstd_r);
+  be().rmsnorm_backward(bdx.data(), bdy.data(), bx.data(), brstd.data(),
+                        cpu::weight_f32(weight.data()), tokens, hidden, Accumulate::Yes);
+  std::vector<double> dx_ref = dx0;
+  cpu::rmsnorm_backward<double>(dx_ref.data(), dy.data(), x.data(), rstd_r.data(),
+                                cpu::weight_f32(weight.data()), tokens, hidden, Accumulate::Yes);
+  test::expect_all_near("rmsnorm_backward", to_host(bdx), dx_ref, kTol, kTol);
+
+  const RopeTable table = cpu::rope_table_build(500000.0, 4, 8, std::nullopt);
+  const std::vector<int32_t> positions = {0, 1, 0, 1, 2, 7};
+  Buffer d_in(be(), tokens * hidden);
+  be().rope_backward(d_in.data(), bdy.data(), positions.data(), tokens, 2, table);
+  std::vector<double> d_in_ref(x.size());
+  cpu::rope_backward<double>(d_in_ref.data(), dy.data(), positions.data(), tokens, 2, table);
+  test::expect_all_near("rope_backward", to_host(d_in), d_in_ref, kTol, kTol);
+
+  Buffer d_gate(be(), tokens * hidden), d_up(be(), tokens * hidden);
+  be().swiglu_backward(d_gate.data(), d_up.data(), bdy.data(), bx.data(), bdx.data(),
+                       tokens * hidden);
+  std::vector<double> d_gate_ref(x.size()), d_up_ref(x.size());
+  const auto up_host = to_host(bdx);  // what the backend read as `up`
+  const std::vector<double> up_r(up_host.begin(), up_host.end());
+  cpu::swiglu_backward<double>(d_gate_ref.data(), d_up_ref.data(), dy.data(), x.data(),
+                               up_r.data(), tokens * hidden);
+  test::expect_all_near("swiglu_backward gate", to_host(d_gate), d_gate_ref, kTol, kTol);
+  test::expect_all_near("swiglu_backward up", to_host(d_up), d_up_ref, kTol, kTol);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, BackendConformance, ::testing::ValuesIn(kBackends),
+                         [](const ::testing::TestParamInfo<NamedBackend>& param_info) {
+                           return std::string(param_info.param.name);
+                         });
+
+}  // namespace
+}  // namespace ll

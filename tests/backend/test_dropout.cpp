@@ -1,0 +1,62 @@
+// Counter-based dropout (backend/cpu/dropout.h): the keep rate is 1 - p within a binomial
+// bound, kept elements are scaled by 1/(1-p), the same key gives the same mask (what
+// gradient checkpointing relies on), and the backward applies exactly the forward's mask.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/dropout.h"
+#include "core/error.h"
+
+namespace ll::cpu {
+namespace {
+
+TEST(Dropout, KeepRateScaleAndDeterminism) {
+  const int64_t n = 200000;
+  const double p = 0.3;
+  std::vector<float> in(static_cast<size_t>(n), 2.0f), out(in.size()), again(in.size());
+  dropout_forward(out.data(), in.data(), n, p, 42);
+  dropout_forward(again.data(), in.data(), n, p, 42);
+  int64_t kept = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_EQ(out[i], again[i]) << "element " << i;
+    if (out[i] != 0.0f) {
+      ++kept;
+      ASSERT_FLOAT_EQ(out[i], static_cast<float>(2.0 / (1.0 - p)));
+    }
+  }
+  // Binomial(n, 0.7): standard deviation sqrt(n p (1-p)) ≈ 205; 6 sigma never fails by chance.
+  const double sigma = std::sqrt(n * p * (1 - p));
+  EXPECT_NEAR(static_cast<double>(kept), n * (1 - p), 6 * sigma);
+
+  std::vector<float> other(in.size());
+  dropout_forward(other.data(), in.data(), n, p, 43);
+  int64_t differ = 0;
+  for (size_t i = 0; i < out.size(); ++i) differ += (out[i] != 0.0f) != (other[i] != 0.0f);
+  // Independent masks differ where exactly one keeps: expected 2 p (1-p) n = 84,000.
+  EXPECT_GT(differ, n / 4);
+}
+
+TEST(Dropout, BackwardUsesTheForwardMask) {
+  const int64_t n = 1000;
+  const double p = 0.5;
+  std::vector<float> ones(static_cast<size_t>(n), 1.0f), mask(ones.size());
+  dropout_forward(mask.data(), ones.data(), n, p, 7);
+  std::vector<float> dy(ones.size()), dx(ones.size(), 10.0f);
+  for (size_t i = 0; i < dy.size(); ++i) dy[i] = static_cast<float>(i) * 0.01f;
+  dropout_backward(dx.data(), dy.data(), n, p, 7, Accumulate::Yes);
+  for (size_t i = 0; i < dx.size(); ++i) {
+    // dropout is linear: d/dx (x · m / (1-p)) = m / (1-p), the forward of ones.
+    ASSERT_FLOAT_EQ(dx[i], 10.0f + dy[i] * mask[i]) << "element " << i;
+  }
+}
+
+TEST(Dropout, RejectsBadProbability) {
+  std::vector<float> x(4, 1.0f);
+  EXPECT_THROW(dropout_forward(x.data(), x.data(), 4, 1.0, 0), Error);
+  EXPECT_THROW(dropout_forward(x.data(), x.data(), 4, -0.1, 0), Error);
+}
+
+}  // namespace
+}  // namespace ll::cpu
