@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "core/error.h"
+
 namespace ll::test {
 
 namespace fs = std::filesystem;
@@ -42,6 +44,20 @@ CommandResult run_llama_lora(const std::string& args);
 void write_text(const fs::path& path, const std::string& text);
 
 std::string shell_quote(const std::string& text);
+
+// Runs `body`, which must throw ll::Error; returns its message after checking it is one line.
+template <typename Body>
+std::string error_of(Body body) {
+  try {
+    body();
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    return message;
+  }
+  ADD_FAILURE() << "no ll::Error thrown";
+  return "";
+}
 
 }  // namespace ll::test
 

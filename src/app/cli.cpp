@@ -20,6 +20,11 @@ int run_cli(int argc, char** argv) {
   add_data_stats_command(app);
   add_make_data_command(app);
   add_train_command(app);
+  add_consolidate_command(app);
+  add_merge_command(app);
+  add_generate_command(app);
+  add_compare_command(app);
+  add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {

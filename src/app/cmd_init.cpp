@@ -31,6 +31,7 @@
 #include "formats/llama_config.h"
 #include "formats/model_presets.h"
 #include "formats/random_weights.h"
+#include "formats/safetensors.h"
 #include "tokenizer/bpe_trainer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -164,35 +165,6 @@ json generation_config_json(const SpecialIds& ids) {
   return out;
 }
 
-// transformers' convert_file_size_to_int: "5GB" = 5 * 10^9 bytes, "5GiB" = 5 * 2^30, or a
-// plain byte count.
-uint64_t parse_shard_size(const std::string& text) {
-  static const std::pair<const char*, uint64_t> kUnits[] = {{"GiB", uint64_t{1} << 30},
-                                                            {"MiB", uint64_t{1} << 20},
-                                                            {"KiB", uint64_t{1} << 10},
-                                                            {"GB", 1'000'000'000},
-                                                            {"MB", 1'000'000},
-                                                            {"KB", 1'000},
-                                                            {"B", 1},
-                                                            {"", 1}};
-  for (const auto& [unit, scale] : kUnits) {
-    const std::string_view suffix(unit);
-    if (text.size() <= suffix.size() || !text.ends_with(suffix)) continue;
-    const std::string number = text.substr(0, text.size() - suffix.size());
-    if (!std::isdigit(static_cast<unsigned char>(number[0]))) break;
-    size_t used = 0;
-    uint64_t value = 0;
-    try {
-      value = std::stoull(number, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == number.size() && value > 0 && value <= UINT64_MAX / scale) return value * scale;
-    break;
-  }
-  fail(kOrigin, "--max-shard-size '" + text + "': expected a size such as 5GB, 500MB or 2GiB");
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -200,7 +172,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 void run_init(const InitOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const ModelPreset& preset = find_model_preset(options.preset);
-  const uint64_t max_shard_bytes = parse_shard_size(options.max_shard_size);
+  const uint64_t max_shard_bytes = parse_max_shard_size(options.max_shard_size, "--max-shard-size");
   std::optional<fs::path> tokenizer_dir;
   if (!options.tokenizer.empty()) {
     check(options.tokenizer_vocab == 0, kOrigin,

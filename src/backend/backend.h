@@ -20,6 +20,7 @@
 #include <span>
 
 #include "backend/cpu/attention.h"
+#include "backend/cpu/attention_decode.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/rope.h"
 #include "backend/cpu/weights.h"
@@ -29,6 +30,7 @@ namespace ll {
 // The op vocabulary is defined next to the CPU reference ops and shared by every backend.
 using cpu::Accumulate;
 using cpu::AttentionShape;
+using cpu::DecodeAttentionShape;
 using cpu::RopeTable;
 using cpu::Transpose;
 using cpu::WeightView;
@@ -80,6 +82,12 @@ class Backend {
                                   const float* q, const float* k, const float* v, const float* out,
                                   const float* lse, const AttentionShape& shape,
                                   std::span<const uint32_t> document_starts) = 0;
+  // Generation: the m new queries q[m, heads*head_dim] of ONE sequence at positions
+  // p0 .. p0+m-1 attend causally to rows [0, p0+m) of its caches k_cache, v_cache
+  // [>= p0+m, kv_heads*head_dim] (which already hold the new rows); out[m, heads*head_dim].
+  // cpu/attention_decode.h states the formula; no lse (nothing is differentiated).
+  virtual void attention_decode(float* out, const float* q, const float* k_cache,
+                                const float* v_cache, const DecodeAttentionShape& shape) = 0;
   // h = silu(gate) · up, elementwise over n.
   virtual void swiglu_forward(float* h, const float* gate, const float* up, int64_t n) = 0;
   virtual void swiglu_backward(float* d_gate, float* d_up, const float* dh, const float* gate,
@@ -87,8 +95,7 @@ class Backend {
   // LoRA dropout: out = in · mask / (1 - p), mask element i kept with probability 1 - p, a
   // pure function of (key, i) so a recomputed forward and the backward see the same mask.
   // The backward applies the same mask and scale to dy, written or added into dx.
-  virtual void dropout_forward(float* out, const float* in, int64_t n, double p,
-                               uint64_t key) = 0;
+  virtual void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) = 0;
   virtual void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
                                 Accumulate accumulate) = 0;
 

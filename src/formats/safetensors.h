@@ -143,4 +143,9 @@ std::vector<std::string> write_sharded_safetensors_streaming(
 void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrite> tensors,
                                uint64_t max_shard_bytes, const Metadata& metadata = {});
 
+// A shard size limit as transformers' convert_file_size_to_int reads it: "5GB" = 5 * 10^9
+// bytes, "5GiB" = 5 * 2^30, "500MB", "100KB" or a plain byte count (> 0). `flag` names the
+// option in the error.
+uint64_t parse_max_shard_size(const std::string& text, const std::string& flag);
+
 }  // namespace ll

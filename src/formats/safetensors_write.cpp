@@ -8,11 +8,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <set>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -316,6 +319,31 @@ void write_sharded_safetensors(const fs::path& dir, std::span<const TensorToWrit
   const std::vector<TensorInfo> layout = layout_of(tensors, dir);
   write_sharded_safetensors_streaming(dir, layout, max_shard_bytes, metadata,
                                       [&](size_t i) { return tensors[i].data; });
+}
+
+uint64_t parse_max_shard_size(const std::string& text, const std::string& flag) {
+  // Longest suffixes first, so "GiB" is not read as "B".
+  static const std::pair<std::string_view, uint64_t> kUnits[] = {{"GiB", uint64_t{1} << 30},
+                                                                 {"MiB", uint64_t{1} << 20},
+                                                                 {"KiB", uint64_t{1} << 10},
+                                                                 {"GB", 1'000'000'000},
+                                                                 {"MB", 1'000'000},
+                                                                 {"KB", 1'000},
+                                                                 {"B", 1},
+                                                                 {"", 1}};
+  for (const auto& [unit, multiplier] : kUnits) {
+    if (text.size() <= unit.size() || !text.ends_with(unit)) continue;
+    const std::string_view number = std::string_view(text).substr(0, text.size() - unit.size());
+    const bool digits = std::all_of(number.begin(), number.end(), [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c)) != 0;
+    });
+    if (!digits || number.size() > 18) break;
+    const uint64_t value = std::stoull(std::string(number));
+    if (value == 0 || value > UINT64_MAX / multiplier) break;
+    return value * multiplier;
+  }
+  fail("safetensors",
+       flag + " '" + text + "': expected a size such as 5GB, 500MB, 2GiB or a byte count");
 }
 
 }  // namespace ll

@@ -79,18 +79,7 @@ LlamaLoraModel::~LlamaLoraModel() = default;
 
 void LlamaLoraModel::ensure_rope(const TokenBatch& batch) {
   const int32_t max_position = *std::max_element(batch.positions.begin(), batch.positions.end());
-  if (rope_.max_positions > max_position) return;
-  const LlamaConfig& c = base_.config;
-  std::optional<cpu::RopeLlama3Scaling> scaling;
-  if (c.rope_scaling) {
-    scaling = cpu::RopeLlama3Scaling{c.rope_scaling->factor, c.rope_scaling->low_freq_factor,
-                                     c.rope_scaling->high_freq_factor,
-                                     c.rope_scaling->original_max_position_embeddings};
-  }
-  // Grow in powers of two so a run rebuilds the table only a few times.
-  int64_t size = 256;
-  while (size <= max_position) size *= 2;
-  rope_ = cpu::rope_table_build(c.rope_theta, c.head_dim, size, scaling);
+  ensure_rope_table(rope_, base_.config, max_position);
 }
 
 namespace {
@@ -115,8 +104,8 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, co
 // Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
 void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const float* x,
-                   const float* dy, float* dx, int64_t n, const Buffer& u,
-                   const Buffer& x_dropped, Buffer& scratch, uint64_t dropout_key) {
+                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
+                   Buffer& scratch, uint64_t dropout_key) {
   const int64_t r = config.r;
   const float scale = static_cast<float>(config.scale());
   const float* input = config.dropout > 0 ? x_dropped.data() : x;
@@ -132,8 +121,7 @@ void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const f
     scratch.resize(be, n * m.in);
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
             scratch.data(), m.in);
-    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, dropout_key,
-                        Accumulate::Yes);
+    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, dropout_key, Accumulate::Yes);
   } else {
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
             dx, m.in);
@@ -187,8 +175,7 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
 
   a.xn1.resize(be, n * hidden);
   a.rstd1.resize(be, n);
-  be.rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, w.input_layernorm, n, hidden,
-                     c.rms_norm_eps);
+  be.rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, w.input_layernorm, n, hidden, c.rms_norm_eps);
   a.q.resize(be, n * q_out);
   a.k.resize(be, n * kv_out);
   a.v.resize(be, n * kv_out);
@@ -203,11 +190,10 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   const AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    be.attention_forward(a.attn.data() + t0 * q_out,
-                         a.lse.data() + row * c.num_attention_heads * batch.seq_len,
-                         a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
-                         a.v.data() + t0 * kv_out, shape,
-                         batch.document_starts[static_cast<size_t>(row)]);
+    be.attention_forward(
+        a.attn.data() + t0 * q_out, a.lse.data() + row * c.num_attention_heads * batch.seq_len,
+        a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out, shape,
+        batch.document_starts[static_cast<size_t>(row)]);
   }
 
   a.x_mid.resize(be, n * hidden);
@@ -248,8 +234,8 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_backward(be, *(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t],
-                    a.lora_x[t], scratch, dropout_key(layer, target));
+      lora_backward(be, *(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
+                    scratch, dropout_key(layer, target));
     }
   };
 
@@ -281,10 +267,10 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
-    be.attention_backward(dq.data() + t0 * q_out, dk.data() + t0 * kv_out,
-                          dv.data() + t0 * kv_out, d_attn.data() + t0 * q_out,
-                          a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out,
-                          a.v.data() + t0 * kv_out, a.attn.data() + t0 * q_out,
+    be.attention_backward(dq.data() + t0 * q_out, dk.data() + t0 * kv_out, dv.data() + t0 * kv_out,
+                          d_attn.data() + t0 * q_out, a.q.data() + t0 * q_out,
+                          a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out,
+                          a.attn.data() + t0 * q_out,
                           a.lse.data() + row * c.num_attention_heads * batch.seq_len, shape,
                           batch.document_starts[static_cast<size_t>(row)]);
   }
@@ -306,8 +292,8 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch) {
   ensure_rope(batch);
   const int64_t n = batch.tokens();
   for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);
-  backend_.embedding_forward(layer_inputs_[0].data(), batch.input_ids.data(), base_.embed_tokens,
-                             n, c.vocab_size, c.hidden_size);
+  backend_.embedding_forward(layer_inputs_[0].data(), batch.input_ids.data(), base_.embed_tokens, n,
+                             c.vocab_size, c.hidden_size);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(),

@@ -37,12 +37,12 @@ struct TokenBatch {
   int64_t seq_len = 0;
   std::vector<int32_t> input_ids;  // [rows * seq_len]
   // The token each position must predict (already shifted), -100 where there is none.
-  std::vector<int32_t> targets;    // [rows * seq_len]
-  std::vector<int32_t> positions;  // [rows * seq_len] RoPE positions
+  std::vector<int32_t> targets;                        // [rows * seq_len]
+  std::vector<int32_t> positions;                      // [rows * seq_len] RoPE positions
   std::vector<std::vector<uint32_t>> document_starts;  // per row, ascending, first 0
 
   int64_t tokens() const { return rows * seq_len; }
-  int64_t target_count() const;  // positions whose target is not -100
+  int64_t target_count() const;          // positions whose target is not -100
   void check(int64_t vocab_size) const;  // shapes and ids; ll::Error naming the problem
 
  private:

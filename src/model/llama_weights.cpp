@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 
@@ -33,8 +34,8 @@ class WeightBinder {
                         std::string(dtype_name(info.dtype)) + ", expected F32, BF16 or F16");
     }
     if (info.shape != shape) {
-      fail("model", dir_.string() + ": tensor '" + name + "' has shape " +
-                        shape_text(info.shape) + " but config.json implies " + shape_text(shape));
+      fail("model", dir_.string() + ": tensor '" + name + "' has shape " + shape_text(info.shape) +
+                        " but config.json implies " + shape_text(shape));
     }
     const std::span<const std::byte> bytes = model.data(name);
     const void* data = bytes.data();
@@ -60,8 +61,8 @@ LlamaWeights load_llama_weights(const fs::path& model_dir) {
   weights.config = load_llama_config(model_dir);
   const LlamaConfig& c = weights.config;
   if (c.attention_bias || c.mlp_bias) {
-    fail("model", model_dir.string() +
-                      "/config.json: attention_bias / mlp_bias are not supported yet");
+    fail("model",
+         model_dir.string() + "/config.json: attention_bias / mlp_bias are not supported yet");
   }
   weights.storage = std::make_shared<SafetensorsModel>(SafetensorsModel::open(model_dir));
   // The realigned copies must not move once views point at them.
@@ -93,6 +94,19 @@ LlamaWeights load_llama_weights(const fs::path& model_dir) {
     weights.lm_head = binder.bind("lm_head.weight", {c.vocab_size, hidden});
   }
   return weights;
+}
+
+void ensure_rope_table(cpu::RopeTable& table, const LlamaConfig& config, int64_t max_position) {
+  if (table.max_positions > max_position) return;
+  std::optional<cpu::RopeLlama3Scaling> scaling;
+  if (config.rope_scaling) {
+    const auto& r = *config.rope_scaling;
+    scaling = cpu::RopeLlama3Scaling{r.factor, r.low_freq_factor, r.high_freq_factor,
+                                     r.original_max_position_embeddings};
+  }
+  int64_t size = 256;
+  while (size <= max_position) size *= 2;
+  table = cpu::rope_table_build(config.rope_theta, config.head_dim, size, scaling);
 }
 
 }  // namespace ll

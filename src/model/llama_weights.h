@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cpu/rope.h"
 #include "backend/cpu/weights.h"
 #include "formats/llama_config.h"
 #include "formats/safetensors.h"
@@ -38,5 +39,10 @@ struct LlamaWeights {
 // Loads config.json and the weights of `model_dir`. Attention/MLP biases are not supported
 // yet (an error says so).
 LlamaWeights load_llama_weights(const fs::path& model_dir);
+
+// Makes `table` cover RoPE positions [0, max_position] for this model (rope_theta, head_dim,
+// llama3 rope_scaling). It grows in powers of two from 256, so a run or a long generation
+// rebuilds it only a few times; a table that already covers max_position is kept.
+void ensure_rope_table(cpu::RopeTable& table, const LlamaConfig& config, int64_t max_position);
 
 }  // namespace ll

@@ -69,4 +69,20 @@ uint64_t micro_batch_dropout_seed(uint64_t seed, int64_t step, int64_t micro) {
   return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(micro));
 }
 
+LossTotals sum_sequence_losses(LlamaLoraModel& model, const TokenSequences& sequences,
+                               uint64_t batch_rows) {
+  LossTotals totals;
+  std::vector<uint64_t> rows;
+  for (uint64_t begin = 0; begin < sequences.size(); begin += batch_rows) {
+    rows.clear();
+    for (uint64_t i = begin; i < std::min<uint64_t>(sequences.size(), begin + batch_rows); ++i) {
+      rows.push_back(i);
+    }
+    const TokenBatch batch = make_token_batch(sequences, rows);
+    totals.label_tokens += batch.target_count();
+    totals.sum += model.forward_loss_sum(batch);
+  }
+  return totals;
+}
+
 }  // namespace ll

@@ -27,6 +27,15 @@ namespace ll {
 // One micro-batch from the sequences at `indices` (one row each, in that order).
 TokenBatch make_token_batch(const TokenSequences& sequences, std::span<const uint64_t> indices);
 
+// Σ loss and label-token count of a forward pass over every sequence, `batch_rows` rows per
+// forward (evaluation: the caller turns off dropout). Mean loss = sum / label_tokens.
+struct LossTotals {
+  double sum = 0;
+  int64_t label_tokens = 0;
+};
+LossTotals sum_sequence_losses(LlamaLoraModel& model, const TokenSequences& sequences,
+                               uint64_t batch_rows);
+
 // The order of the training sequences in epoch `epoch` (0-based): numpy's
 // default_rng(shuffle_seed + epoch).permutation(count) (data/numpy_random.h). Hugging Face's
 // Trainer shuffles with torch's RandomSampler, whose generator we do not reproduce, so the

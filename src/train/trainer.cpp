@@ -203,21 +203,10 @@ Trainer::~Trainer() = default;
 std::optional<double> Trainer::evaluate() {
   if (eval_.size() == 0) return std::nullopt;
   DropoutOff no_dropout(adapter_);
-  double loss_sum = 0;
-  int64_t label_tokens = 0;
-  const auto batch_rows = static_cast<uint64_t>(args_.per_device_eval_batch_size);
-  std::vector<uint64_t> rows;
-  for (uint64_t begin = 0; begin < eval_.size(); begin += batch_rows) {
-    rows.clear();
-    for (uint64_t i = begin; i < std::min<uint64_t>(eval_.size(), begin + batch_rows); ++i) {
-      rows.push_back(i);
-    }
-    const TokenBatch batch = make_token_batch(eval_, rows);
-    label_tokens += batch.target_count();
-    loss_sum += model_->forward_loss_sum(batch);
-  }
-  if (label_tokens == 0) return std::nullopt;
-  return loss_sum / static_cast<double>(label_tokens);
+  const LossTotals totals = sum_sequence_losses(
+      *model_, eval_, static_cast<uint64_t>(args_.per_device_eval_batch_size));
+  if (totals.label_tokens == 0) return std::nullopt;
+  return totals.sum / static_cast<double>(totals.label_tokens);
 }
 
 void Trainer::fail_not_finite(int64_t step, const char* what, double value) const {

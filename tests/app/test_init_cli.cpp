@@ -104,7 +104,9 @@ TEST(InitCli, TinyFolderReadsBack) {
   const std::vector<float> embed = model.read_f32("model.embed_tokens.weight");
   double sum_sq = 0;
   for (const float v : embed) sum_sq += static_cast<double>(v) * v;
-  EXPECT_NEAR(std::sqrt(sum_sq / static_cast<double>(embed.size())), 0.02, 0.001);
+  // The tiny preset's initializer_range (0.25, see model_presets.cpp); 65,536 normal draws
+  // estimate the std within ~0.3% (1/sqrt(2n)), so 2% is a safe bound.
+  EXPECT_NEAR(std::sqrt(sum_sq / static_cast<double>(embed.size())), 0.25, 0.005);
 }
 
 TEST(InitCli, SameSeedSameBytes) {

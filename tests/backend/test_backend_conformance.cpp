@@ -4,11 +4,15 @@
 // that its fp32 ops agree with the double reference and that the interface's memory calls
 // round-trip; a device backend joins by adding itself to kBackends.
 //
+// attention_decode (fp32 only) is compared with the double attention_forward on the equivalent
+// full sequence.
+//
 // Tolerance: |got - ref| <= 2e-5 · (1 + |ref|). The fp32 ops accumulate at most a few hundred
 // products of O(1) values (relative rounding ~ sqrt(k)·6e-8 ≈ 1e-6 for k = 300), so 2e-5 leaves
 // 20x headroom while a wrong index or missing term is off by O(1).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -79,8 +83,8 @@ TEST_P(BackendConformance, LinearForwardAndInputGradient) {
     Buffer y(be(), tokens * out), dx(be(), tokens * in);
     be().linear_forward(y.data(), dx_dev.data(), cpu::weight_f32(w.data()), tokens, in, out,
                         Accumulate::No);
-    be().linear_backward_input(dx.data(), dy_dev.data(), cpu::weight_f32(w.data()), tokens, in,
-                               out, Accumulate::No);
+    be().linear_backward_input(dx.data(), dy_dev.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                               Accumulate::No);
     std::vector<double> y_ref(static_cast<size_t>(tokens * out)), dx_ref(x.size());
     cpu::linear_forward<double>(y_ref.data(), x.data(), cpu::weight_f32(w.data()), tokens, in, out,
                                 Accumulate::No);
@@ -161,15 +165,55 @@ TEST_P(BackendConformance, AttentionWithDocuments) {
   test::expect_all_near("attention_forward", to_host(out), out_ref, kTol, kTol);
 }
 
+// attention_decode has no double instantiation, so its reference is attention_forward<double>
+// on the whole sequence of T = p0 + m tokens (one document): the decode output of the m new
+// queries must be its last m rows. The caches hold T rows plus 3 rows of NaN past the end
+// (capacity beyond the length, as a KV cache has), which a correct kernel never reads; a
+// guard after `out` must stay untouched. Same tolerance kTol: at most 72 keys of head_dim 13.
+TEST_P(BackendConformance, AttentionDecodeEqualsTheLastRowsOfTheFullSequence) {
+  struct DecodeCase {
+    int64_t past, new_tokens, heads, kv_heads, head_dim;
+  };
+  for (const DecodeCase c : {DecodeCase{0, 1, 2, 1, 4},       // first token from an empty cache
+                             DecodeCase{0, 5, 2, 2, 3},       // a whole prompt
+                             DecodeCase{9, 1, 4, 2, 8},       // a decode step, GQA 2
+                             DecodeCase{6, 3, 3, 1, 5},       // a chunk after a prefix, GQA 3
+                             DecodeCase{70, 2, 4, 4, 13}}) {  // crosses 64-key tiles
+    const int64_t tokens = c.past + c.new_tokens;
+    SCOPED_TRACE("p0=" + std::to_string(c.past) + " m=" + std::to_string(c.new_tokens));
+    const int64_t q_width = c.heads * c.head_dim, kv_width = c.kv_heads * c.head_dim;
+    const auto q = rounded(random_values(static_cast<size_t>(tokens * q_width), 30));
+    const auto k = rounded(random_values(static_cast<size_t>(tokens * kv_width), 31));
+    const auto v = rounded(random_values(static_cast<size_t>(tokens * kv_width), 32));
+    constexpr int64_t kSpareRows = 3, kGuard = 8;
+    auto k_cache = k, v_cache = v;  // [tokens + spare, kv_width]
+    k_cache.resize(static_cast<size_t>((tokens + kSpareRows) * kv_width), std::nan(""));
+    v_cache.resize(k_cache.size(), std::nan(""));
+    const std::vector<double> q_new(q.begin() + c.past * q_width, q.end());  // [m, q_width]
+    std::vector<double> out_init(static_cast<size_t>(c.new_tokens * q_width + kGuard), 7.5);
+    Buffer bq = to_device(q_new), bk = to_device(k_cache), bv = to_device(v_cache);
+    Buffer out = to_device(out_init);
+    be().attention_decode(out.data(), bq.data(), bk.data(), bv.data(),
+                          {c.new_tokens, c.past, c.heads, c.kv_heads, c.head_dim});
+
+    std::vector<double> full(q.size()), lse(static_cast<size_t>(c.heads * tokens));
+    cpu::attention_forward<double>(full.data(), lse.data(), q.data(), k.data(), v.data(),
+                                   {tokens, c.heads, c.kv_heads, c.head_dim}, {});
+    std::vector<double> expected(full.begin() + c.past * q_width, full.end());
+    expected.resize(out_init.size(), 7.5);  // the guard
+    test::expect_all_near("attention_decode", to_host(out), expected, kTol, kTol);
+  }
+}
+
 TEST_P(BackendConformance, CrossEntropyAndLogits) {
   const int64_t tokens = 5, hidden = 7, vocab = 131;
   const auto h = rounded(random_values(static_cast<size_t>(tokens * hidden), 15));
   const auto w = as_float(random_values(static_cast<size_t>(vocab * hidden), 16));
   const std::vector<int32_t> labels = {3, cpu::kIgnoreLabel, 130, 0, 64};
   Buffer dh_in = to_device(h), dh(be(), tokens * hidden), loss(be(), tokens);
-  const double got = be().cross_entropy_forward_backward(
-      dh.data(), dh_in.data(), cpu::weight_f32(w.data()), labels.data(), tokens, hidden, vocab,
-      0.25, 2);
+  const double got =
+      be().cross_entropy_forward_backward(dh.data(), dh_in.data(), cpu::weight_f32(w.data()),
+                                          labels.data(), tokens, hidden, vocab, 0.25, 2);
   std::vector<double> dh_ref(h.size());
   const double ref = cpu::cross_entropy_forward_backward<double>(
       dh_ref.data(), h.data(), cpu::weight_f32(w.data()), labels.data(), tokens, hidden, vocab,
@@ -244,8 +288,8 @@ TEST_P(BackendConformance, Backwards) {
   std::vector<double> d_gate_ref(x.size()), d_up_ref(x.size());
   const auto up_host = to_host(bdx);  // what the backend read as `up`
   const std::vector<double> up_r(up_host.begin(), up_host.end());
-  cpu::swiglu_backward<double>(d_gate_ref.data(), d_up_ref.data(), dy.data(), x.data(),
-                               up_r.data(), tokens * hidden);
+  cpu::swiglu_backward<double>(d_gate_ref.data(), d_up_ref.data(), dy.data(), x.data(), up_r.data(),
+                               tokens * hidden);
   test::expect_all_near("swiglu_backward gate", to_host(d_gate), d_gate_ref, kTol, kTol);
   test::expect_all_near("swiglu_backward up", to_host(d_up), d_up_ref, kTol, kTol);
 }

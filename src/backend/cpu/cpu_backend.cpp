@@ -1,4 +1,5 @@
-// See cpu_backend.h: each op forwards to the fp32 instantiation of the op of this folder.
+// See cpu_backend.h: each op forwards to the fp32 instantiation of the op of this folder
+// (attention_decode has only the fp32 one).
 #include "backend/cpu/cpu_backend.h"
 
 #include <cstdlib>
@@ -34,9 +35,13 @@ float* CpuBackend::allocate(int64_t count) {
   return static_cast<float*>(data);
 }
 
-void CpuBackend::release(float* data) { std::free(data); }
+void CpuBackend::release(float* data) {
+  std::free(data);
+}
 
-void CpuBackend::copy(float* dst, const float* src, int64_t count) { copy_floats(dst, src, count); }
+void CpuBackend::copy(float* dst, const float* src, int64_t count) {
+  copy_floats(dst, src, count);
+}
 
 void CpuBackend::upload(float* dst, const float* host, int64_t count) {
   copy_floats(dst, host, count);
@@ -62,8 +67,8 @@ void CpuBackend::linear_backward_input(float* dx, const float* dy, WeightView w,
   cpu::linear_backward_input<float>(dx, dy, w, tokens, in, out, accumulate);
 }
 
-void CpuBackend::embedding_forward(float* out, const int32_t* ids, WeightView table,
-                                   int64_t tokens, int64_t vocab, int64_t hidden) {
+void CpuBackend::embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
+                                   int64_t vocab, int64_t hidden) {
   cpu::embedding_forward<float>(out, ids, table, tokens, vocab, hidden);
 }
 
@@ -78,8 +83,8 @@ void CpuBackend::rmsnorm_backward(float* dx, const float* dy, const float* x, co
   cpu::rmsnorm_backward<float>(dx, dy, x, rstd, weight, tokens, hidden, accumulate);
 }
 
-void CpuBackend::rope_forward(float* out, const float* in, const int32_t* positions,
-                              int64_t tokens, int64_t heads, const RopeTable& table) {
+void CpuBackend::rope_forward(float* out, const float* in, const int32_t* positions, int64_t tokens,
+                              int64_t heads, const RopeTable& table) {
   cpu::rope_forward<float>(out, in, positions, tokens, heads, table);
 }
 
@@ -96,10 +101,14 @@ void CpuBackend::attention_forward(float* out, float* lse, const float* q, const
 
 void CpuBackend::attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out,
                                     const float* q, const float* k, const float* v,
-                                    const float* out, const float* lse,
-                                    const AttentionShape& shape,
+                                    const float* out, const float* lse, const AttentionShape& shape,
                                     std::span<const uint32_t> document_starts) {
   cpu::attention_backward<float>(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, document_starts);
+}
+
+void CpuBackend::attention_decode(float* out, const float* q, const float* k_cache,
+                                  const float* v_cache, const DecodeAttentionShape& shape) {
+  cpu::attention_decode(out, q, k_cache, v_cache, shape);
 }
 
 void CpuBackend::swiglu_forward(float* h, const float* gate, const float* up, int64_t n) {
@@ -134,9 +143,8 @@ void CpuBackend::cross_entropy_forward(float* loss, const float* h, WeightView w
   cpu::cross_entropy_forward<float>(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens);
 }
 
-void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm,
-                                const int64_t* rows, int64_t n_rows, int64_t tokens,
-                                int64_t hidden, int64_t vocab) {
+void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
+                                int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) {
   cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
 }
 

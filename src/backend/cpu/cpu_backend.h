@@ -43,6 +43,8 @@ class CpuBackend final : public Backend {
                           const float* k, const float* v, const float* out, const float* lse,
                           const AttentionShape& shape,
                           std::span<const uint32_t> document_starts) override;
+  void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
+                        const DecodeAttentionShape& shape) override;
   void swiglu_forward(float* h, const float* gate, const float* up, int64_t n) override;
   void swiglu_backward(float* d_gate, float* d_up, const float* dh, const float* gate,
                        const float* up, int64_t n) override;

@@ -16,7 +16,8 @@ double dropout_uniform(uint64_t key) {
 namespace {
 
 void check_probability(double p) {
-  if (!(p >= 0.0 && p < 1.0)) fail("dropout", "probability must be in [0, 1), got " + std::to_string(p));
+  if (!(p >= 0.0 && p < 1.0))
+    fail("dropout", "probability must be in [0, 1), got " + std::to_string(p));
 }
 
 }  // namespace
