@@ -4,7 +4,17 @@
 // [512×576]·[576×1536] and the fused LM head + cross-entropy (vocab 49152). One JSON line per
 // case, median (and best) of --reps runs after one warm-up.
 //
-//   ./build/release/bench/bench_gemm [--tokens 2048] [--reps 5] [--kernel auto|all|NAME]
+// --mode decode: the same layers and the LM head (576 -> 49152) with 1-8 token rows, as KV-cache
+// decoding runs them, through the packed path (few-rows threshold 0) and the few-rows path
+// (gemm.h's default), one line each: GFLOP/s and GB/s of weight bytes read. Each timed run
+// cycles through copies of the weight totalling >= 64 MiB, so the weights come from DRAM as in
+// decoding a model larger than the L3, not from a warm cache. Also the LoRA weight gradient
+// dA = duᵀ·x (r = 8 rows, k = --tokens), the one training GEMM with few rows.
+//
+//   ./build/release/bench/bench_gemm [--mode train|decode|all] [--tokens 2048] [--reps 5]
+//                                    [--kernel auto|all|NAME] [--rows 1,4,8] [--few_rows N]
+// --few_rows sets the threshold of the few-rows runs (default gemm.h's), to measure where the
+// packed path catches up.
 #include <omp.h>
 
 #include <algorithm>
@@ -13,6 +23,7 @@
 #include <cstring>
 #include <exception>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -89,6 +100,120 @@ void print_line(const char* op, const char* name, int64_t m, int64_t n, int64_t 
       timing.median_s * 1e3, flops / timing.median_s * 1e-9, timing.best_s * 1e3,
       flops / timing.best_s * 1e-9);
   std::fflush(stdout);
+}
+
+// ---- decode: a few token rows -------------------------------------------------------------
+
+// Copies of one weight [rows, cols], enough to total >= 64 MiB in the larger dtype (f32).
+struct WeightCopies {
+  std::vector<Weights> copies;
+  WeightCopies(int64_t rows, int64_t cols) {
+    const int64_t bytes = rows * cols * 4;
+    const int64_t count = std::max<int64_t>(1, ((int64_t{64} << 20) + bytes - 1) / bytes);
+    for (int64_t c = 0; c < count; ++c) {
+      copies.push_back(make_weights(rows, cols, static_cast<uint32_t>(100 + c)));
+    }
+  }
+};
+
+void print_decode_line(const char* op, const char* name, const char* path, int64_t m, int64_t n,
+                       int64_t k, const char* weights, Timing per_call, double flops,
+                       double weight_bytes) {
+  std::printf(
+      "{\"bench\":\"gemm_decode\",\"op\":\"%s\",\"shape\":\"%s\",\"path\":\"%s\",\"m\":%lld,"
+      "\"n\":%lld,\"k\":%lld,\"weights\":\"%s\",\"kernel\":\"%s\",\"threads\":%d,\"us\":%.2f,"
+      "\"gflops\":%.2f,\"weight_gbps\":%.2f,\"best_us\":%.2f,\"best_gflops\":%.2f}\n",
+      op, name, path, static_cast<long long>(m), static_cast<long long>(n),
+      static_cast<long long>(k), weights, ll::cpu::gemm_kernel_name(ll::cpu::gemm_kernel_active()),
+      omp_get_max_threads(), per_call.median_s * 1e6, flops / per_call.median_s * 1e-9,
+      weight_bytes / per_call.median_s * 1e-9, per_call.best_s * 1e6,
+      flops / per_call.best_s * 1e-9);
+  std::fflush(stdout);
+}
+
+// The few-rows threshold of the "few_rows" runs (--few_rows).
+int64_t g_few_rows = ll::cpu::kGemmFewRowsDefault;
+
+// The two paths of one case: packed (threshold 0), then few rows (threshold g_few_rows).
+template <typename F>
+void compare_paths(int reps, int64_t calls_per_run, F print_case) {
+  for (const bool few_rows : {false, true}) {
+    ll::cpu::gemm_few_rows_select(few_rows ? g_few_rows : 0);
+    print_case(few_rows ? "few_rows" : "packed", [&](auto run) {
+      Timing t = time_runs(reps, run);
+      t.median_s /= static_cast<double>(calls_per_run);
+      t.best_s /= static_cast<double>(calls_per_run);
+      return t;
+    });
+  }
+  ll::cpu::gemm_few_rows_select(ll::cpu::kGemmFewRowsDefault);
+}
+
+void run_decode_cases(const std::vector<int64_t>& row_counts, int64_t tokens, int reps) {
+  struct Linear {
+    const char* name;
+    int64_t in, out;
+  };
+  const Linear linears[] = {{"gate_proj", 576, 1536},
+                            {"down_proj", 1536, 576},
+                            {"q_proj", 576, 576},
+                            {"k_proj", 576, 192},
+                            {"lm_head", 576, 49152}};
+  for (const Linear& l : linears) {
+    const WeightCopies w(l.out, l.in);
+    const auto calls = static_cast<int64_t>(w.copies.size());
+    for (ll::DType dtype : {ll::DType::BF16, ll::DType::F32}) {
+      const char* dname = dtype == ll::DType::F32 ? "f32" : "bf16";
+      const double weight_bytes =
+          static_cast<double>(l.in * l.out * (dtype == ll::DType::F32 ? 4 : 2));
+      for (int64_t m : row_counts) {
+        const std::vector<float> x = random_floats(static_cast<size_t>(m * l.in), 2);
+        const std::vector<float> dy = random_floats(static_cast<size_t>(m * l.out), 3);
+        std::vector<float> y(static_cast<size_t>(m * l.out));
+        std::vector<float> dx(static_cast<size_t>(m * l.in));
+        const double flops = 2.0 * static_cast<double>(m * l.in * l.out);
+        compare_paths(reps, calls, [&](const char* path, auto time) {
+          const Timing forward = time([&] {
+            for (const Weights& copy : w.copies) {
+              ll::cpu::linear_forward(y.data(), x.data(), copy.view(dtype), m, l.in, l.out,
+                                      Accumulate::No);
+            }
+          });
+          print_decode_line("linear_forward", l.name, path, m, l.out, l.in, dname, forward, flops,
+                            weight_bytes);
+        });
+        if (l.out == 49152) continue;  // the LM head has no input gradient in decoding
+        compare_paths(reps, calls, [&](const char* path, auto time) {
+          const Timing backward = time([&] {
+            for (const Weights& copy : w.copies) {
+              ll::cpu::linear_backward_input(dx.data(), dy.data(), copy.view(dtype), m, l.in, l.out,
+                                             Accumulate::No);
+            }
+          });
+          print_decode_line("linear_backward_input", l.name, path, m, l.in, l.out, dname, backward,
+                            flops, weight_bytes);
+        });
+      }
+    }
+  }
+  // LoRA dA[r, in] += duᵀ[r, T] · x[T, in] (r = 8, 16): few rows of C, k = tokens.
+  for (const int64_t r : {int64_t{8}, int64_t{16}}) {
+    for (const int64_t in : {int64_t{576}, int64_t{1536}}) {
+      const std::vector<float> du = random_floats(static_cast<size_t>(tokens * r), 4);
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * in), 5);
+      std::vector<float> da(static_cast<size_t>(r * in));
+      const double flops = 2.0 * static_cast<double>(r * in * tokens);
+      compare_paths(reps, 1, [&](const char* path, auto time) {
+        const Timing t = time([&] {
+          ll::cpu::gemm(ll::cpu::Transpose::Yes, ll::cpu::Transpose::No, r, in, tokens, 1.0f,
+                        du.data(), r, x.data(), in, 1.0f, da.data(), in);
+        });
+        const std::string name = "lora_dA_r" + std::to_string(r) + "_in" + std::to_string(in);
+        print_decode_line("gemm", name.c_str(), path, r, in, tokens, "f32", t, flops,
+                          4.0 * static_cast<double>(tokens * in));
+      });
+    }
+  }
 }
 
 void run_kernel_cases(int64_t tokens, int reps) {
@@ -168,10 +293,26 @@ int main(int argc, char** argv) {
     int64_t tokens = 2048;
     int reps = 5;
     std::string kernel = "all";
+    std::string mode = "train";
+    std::vector<int64_t> row_counts = {1, 4, 8};
     for (int i = 1; i + 1 < argc; i += 2) {
       if (std::strcmp(argv[i], "--tokens") == 0) tokens = std::stoll(argv[i + 1]);
       if (std::strcmp(argv[i], "--reps") == 0) reps = std::stoi(argv[i + 1]);
       if (std::strcmp(argv[i], "--kernel") == 0) kernel = argv[i + 1];
+      if (std::strcmp(argv[i], "--mode") == 0) mode = argv[i + 1];
+      if (std::strcmp(argv[i], "--few_rows") == 0) g_few_rows = std::stoll(argv[i + 1]);
+      if (std::strcmp(argv[i], "--rows") == 0) {
+        row_counts.clear();
+        const std::string list = argv[i + 1];
+        for (size_t pos = 0; pos < list.size();) {
+          const size_t comma = std::min(list.find(',', pos), list.size());
+          row_counts.push_back(std::stoll(list.substr(pos, comma - pos)));
+          pos = comma + 1;
+        }
+      }
+    }
+    if (mode != "train" && mode != "decode" && mode != "all") {
+      throw std::runtime_error("--mode must be train, decode or all, got " + mode);
     }
     std::vector<GemmKernel> kernels;
     for (GemmKernel k : {GemmKernel::Avx512, GemmKernel::Avx2, GemmKernel::Portable}) {
@@ -181,10 +322,11 @@ int main(int argc, char** argv) {
     if (kernel == "auto") kernels = {GemmKernel::Auto};
     for (GemmKernel k : kernels) {
       ll::cpu::gemm_kernel_select(k);
-      run_kernel_cases(tokens, reps);
+      if (mode != "decode") run_kernel_cases(tokens, reps);
+      if (mode != "train") run_decode_cases(row_counts, tokens, reps);
     }
     ll::cpu::gemm_kernel_select(GemmKernel::Auto);
-    run_cross_entropy(tokens, reps);
+    if (mode != "decode") run_cross_entropy(tokens, reps);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_gemm: %s\n", e.what());
     return 1;

@@ -94,9 +94,12 @@ TEST(RandomWeights, WritesEveryLlamaTensorInitialisedLikeTransformers) {
       for (const float v : values) ASSERT_EQ(v, 1.0f) << name;
       continue;
     }
-    // The stored values are exactly fill_normal_bf16's for this seed and name.
+    // The stored values are exactly fill_normal_bf16's for this seed, name and the config's
+    // initializer_range (the tiny preset's own, see model_presets.cpp).
+    const auto range = config.raw["initializer_range"].get<float>();
+    EXPECT_EQ(range, 0.25f);
     std::vector<uint16_t> expected(values.size());
-    fill_normal_bf16(expected, 0.02f, 3, name, 1);
+    fill_normal_bf16(expected, range, 3, name, 1);
     for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(values[i], bf16_to_f32(expected[i]));
   }
   for (const auto& file : model.files()) {

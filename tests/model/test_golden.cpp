@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
+#include "safetensors_test_util.h"
 #include "test_util.h"
 
 namespace ll {
@@ -26,14 +27,7 @@ fs::path golden(const std::string& name) {
   return test::fixtures() / "golden" / name;
 }
 
-std::vector<int64_t> read_i64(const SafetensorsModel& file, const std::string& name) {
-  const TensorInfo& info = file.info(name);
-  EXPECT_EQ(info.dtype, DType::I64);
-  const auto bytes = file.data(name);
-  std::vector<int64_t> values(static_cast<size_t>(info.numel()));
-  std::memcpy(values.data(), bytes.data(), bytes.size());
-  return values;
-}
+using test::read_i64;
 
 // A batch from a fixture: targets are already shifted; documents from document_ids if any.
 TokenBatch batch_from(const SafetensorsModel& expected) {

@@ -21,6 +21,7 @@
 #include "formats/safetensors.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
+#include "safetensors_test_util.h"
 #include "test_util.h"
 #include "tools/merge.h"
 
@@ -111,6 +112,80 @@ TEST(Merge, Fp32MergedLogitsEqualBasePlusAdapter) {
       EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << name;
     }
     EXPECT_EQ(ours.contains("lm_head.weight"), std::string(config) != "gqa_tied");
+  }
+}
+
+// Against peft itself: tests/fixtures/golden/<cfg>/merged/ holds peft 0.13.2's
+// merge_and_unload + save_pretrained of the same base and adapter, with that model's logits
+// (scripts/fixtures/make_tool_fixtures.py). Our merged tensors must equal peft's within
+// 1e-6 of each tensor's largest value (fp32: both compute W + scale·B·A and differ only in
+// the order of the r = 4 products, ~1e-7 relative; bf16: both round W + fp32 delta once, so
+// at most an element whose fp32 sums differ in the last bit lands on the other side of a
+// bf16 rounding boundary, one bf16 ulp: allowed on at most 0.1% of the elements), and the
+// merged model's logits (our forward of our merged folder) must equal peft-merged
+// transformers' logits within 1e-5 relative (the golden tests' fp32 bound).
+TEST(Merge, EqualsPeftMergeAndUnload) {
+  for (const auto& [config, adapter_config] :
+       {std::pair<std::string, std::string>{"gqa_tied", "gqa_tied"},
+        {"llama3_rope_headdim", "llama3_rope_headdim"},
+        {"llama3_rope_headdim_bf16", "llama3_rope_headdim"}}) {
+    SCOPED_TRACE(config);
+    test::TempDir tmp;
+    merge_adapter(golden(config) / "model", golden(adapter_config) / "adapter", tmp / "merged",
+                  MergeOptions{});
+    const SafetensorsModel ours = SafetensorsModel::open(tmp / "merged");
+    const SafetensorsModel peft = SafetensorsModel::open(golden(config) / "merged");
+    ASSERT_EQ(ours.tensor_names(), peft.tensor_names());
+    const bool bf16 = config.ends_with("bf16");
+    size_t elements = 0;
+    size_t off_by_rounding = 0;
+    for (const std::string& name : ours.tensor_names()) {
+      EXPECT_EQ(ours.info(name).dtype, peft.info(name).dtype) << name;
+      const std::vector<float> a = ours.read_f32(name);
+      const std::vector<float> b = peft.read_f32(name);
+      ASSERT_EQ(a.size(), b.size()) << name;
+      float largest = 0;
+      for (float v : b) largest = std::max(largest, std::fabs(v));
+      for (size_t i = 0; i < a.size(); ++i) {
+        const float diff = std::fabs(a[i] - b[i]);
+        if (bf16 && diff > 0) {
+          ++off_by_rounding;
+          // one bf16 ulp of the value: 2^(exponent - 7)
+          EXPECT_LE(diff, std::ldexp(1.0f, std::ilogb(std::fabs(b[i])) - 7))
+              << name << "[" << i << "]";
+        } else if (!bf16) {
+          ASSERT_LE(diff, 1e-6f * largest) << name << "[" << i << "]";
+        }
+      }
+      elements += a.size();
+    }
+    if (bf16) {
+      EXPECT_LE(off_by_rounding * 1000, elements) << off_by_rounding << " of " << elements;
+    }
+
+    const SafetensorsModel expected =
+        SafetensorsModel::open(golden(config) / "merged", "expected_logits.safetensors");
+    std::vector<int32_t> ids;
+    for (const int64_t id : test::read_i64(expected, "input_ids"))
+      ids.push_back(static_cast<int32_t>(id));
+    TokenBatch batch;
+    batch.rows = 2;
+    batch.seq_len = static_cast<int64_t>(ids.size()) / 2;
+    batch.input_ids = ids;
+    batch.targets.assign(ids.size(), -100);
+    for (int64_t row = 0; row < batch.rows; ++row) {
+      for (int64_t t = 0; t < batch.seq_len; ++t)
+        batch.positions.push_back(static_cast<int32_t>(t));
+      batch.document_starts.push_back({0});
+    }
+    const LlamaWeights weights = load_llama_weights(tmp / "merged");
+    LlamaLoraModel model(weights, nullptr, ModelOptions{});
+    const std::vector<float> logits = model.forward_logits(batch);
+    const std::vector<float> reference = expected.read_f32(bf16 ? "ref_logits" : "logits");
+    const double error = relative_error(logits, reference);
+    EXPECT_LE(error, 1e-5);
+    std::printf("  %s: ours vs peft merge: logits rel err %.2e, %zu bf16 elements one ulp off\n",
+                config.c_str(), error, off_by_rounding);
   }
 }
 

@@ -4,10 +4,12 @@
 // This is the portable path: packed, cache-blocked panels (BLIS-style) with an fp32 register
 // micro-kernel chosen at run time (AVX-512, AVX2+FMA, or plain C++), OpenMP over output tiles.
 // Every output element is computed by one thread in a fixed order, so results do not depend
-// on the thread count. Weights are converted to T while a tile is packed (bf16 -> f32 is exact),
-// so a bf16 weight gives bit-for-bit the result of the same weight converted to f32.
-// Accumulation is in T: fp32 for float, double for double (the double instantiation exists
-// for finite-difference tests). The oneDNN/AMX path slots in behind the same functions.
+// on the thread count. With a few rows of activations (decode) a second path reads the weights
+// in place instead of packing them (gemm_few_rows_select below). Weights are converted to T while a
+// tile is packed (bf16 -> f32 is exact), so a bf16 weight gives bit-for-bit the result of the same
+// weight converted to f32. Accumulation is in T: fp32 for float, double for double (the double
+// instantiation exists for finite-difference tests). The oneDNN/AMX path slots in behind the same
+// functions.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +44,24 @@ void linear_forward(T* y, const T* x, WeightView w, int64_t tokens, int64_t in, 
 template <typename T>
 void linear_backward_input(T* dx, const T* dy, WeightView w, int64_t tokens, int64_t in,
                            int64_t out, Accumulate accumulate);
+
+// GEMMs whose op(A) has at most this many rows (decode: one row per sequence) take the few-rows
+// path: B (a weight) is read where it lies and converted in registers instead of being packed,
+// and each element of B serves every row of A while it is in a register, so each weight byte is
+// read from memory once per call. It applies to linear_forward and linear_backward_input, and to
+// gemm with op(A) = A and op(B) = Bᵀ, or with op(B) = B (any op(A)). Its sums run in another
+// order than the packed path's (see gemm.cpp): the two agree within fp32 rounding, not bit for
+// bit. Each output element still has one summation order, whatever the thread count or the
+// number of rows. 16 by measurement (bench_gemm --mode decode, smol-135m shapes, bf16 weights
+// streamed from DRAM, 2 Zen 5 cores): with 1-16 rows the few-rows path is 1.8-13x faster than
+// the packed one, and it stayed ahead up to 256 rows on these narrow layers; the limit keeps the
+// rows of A (rows · in · 4 bytes) within L2 for wide ones (in = 14336: 16 rows are 0.9 MiB).
+constexpr int64_t kGemmFewRowsDefault = 16;
+
+// Process-wide, like gemm_kernel_select; 0 sends every GEMM through the packed path (tests and
+// benchmarks compare the two). Throws ll::Error on a negative count.
+void gemm_few_rows_select(int64_t max_rows);
+int64_t gemm_few_rows_active();
 
 // The micro-kernel behind the float GEMMs. `Auto` (the default) picks the best one the CPU
 // supports; tests and benchmarks select the others to cover and compare them.
