@@ -8,6 +8,12 @@ checkpointing, logging every step. Reports the median tokens/s of the steps afte
 steps (from metrics.jsonl), MFU and the process's peak RSS; one JSON line.
 
     bench/train_workload.py --workload smol-135m --steps 5
+    bench/train_workload.py --workload smol-135m --ranks 2        data parallel over mpirun
+    bench/train_workload.py --workload llama3-1b --ranks 2 --tp 2 tensor parallel
+
+With --ranks N the same global batch is split over N processes (mpirun, oversubscription
+allowed, nproc/N OpenMP threads each) and the line adds the median share of step time spent
+in collectives (metrics' comm_share).
 """
 import argparse
 import json
@@ -25,8 +31,19 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", default="smol-135m", choices=sorted(WORKLOADS))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--ranks", type=int, default=1, help="processes (mpirun -np)")
+    parser.add_argument("--tp", type=int, default=1, help="--tensor_parallel_size")
+    parser.add_argument("--seq", type=int, help="sequence length (default: the workload's)")
+    parser.add_argument("--batch", type=int, help="global sequences per step")
+    parser.add_argument("--eval_rows", type=int, default=500,
+                        help="held-out rows (evaluated before and after; 0: none)")
     args = parser.parse_args()
     seq, batch = WORKLOADS[args.workload]
+    seq = args.seq or seq
+    batch = args.batch or batch
+    dp = args.ranks // args.tp
+    if args.ranks % args.tp or batch % dp:
+        parser.error("--ranks must be a multiple of --tp and the batch a multiple of ranks/tp")
     cache = os.path.join(ROOT, "build", "bench-cache")
     model = os.path.join(cache, args.workload)
     data = os.path.join(cache, "sql.jsonl")
@@ -39,12 +56,18 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
     out = os.path.join(cache, "run-" + args.workload)
     shutil.rmtree(out, ignore_errors=True)
-    subprocess.run([BIN, "train", "--recipe", "sql", "--model", model, "--data", data,
+    launch, env = [], dict(os.environ)
+    if args.ranks > 1:
+        launch = ["mpirun", "--oversubscribe", "-np", str(args.ranks)]
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.ranks)))
+    subprocess.run(launch + [BIN, "train", "--recipe", "sql", "--model", model, "--data", data,
                     "--output_dir", out, "--max_seq_length", str(seq),
-                    "--per_device_train_batch_size", str(batch), "--max_steps", str(args.steps),
-                    "--logging_steps", "1", "--save_steps", "1000000", "--eval_rows", "500",
+                    "--per_device_train_batch_size", str(batch // dp),
+                    "--tensor_parallel_size", str(args.tp), "--max_steps", str(args.steps),
+                    "--logging_steps", "1", "--save_steps", "1000000", "--eval_rows", str(args.eval_rows),
                     "--eval_steps", "0"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                   stderr=subprocess.DEVNULL, env=env)
     steps = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     steps = [s for s in steps if "tokens_per_s" in s and "step" in s and s["step"] > 2]
     print(json.dumps({"workload": args.workload, "impl": "llama-lora", "device": "cpu",
@@ -52,6 +75,9 @@ def main():
                       "mfu": statistics.median(s["mfu"] for s in steps) if steps[0].get("mfu") else None,
                       "peak_mem_bytes": max(s["peak_rss_bytes"] for s in steps),
                       "steps": args.steps, "seq": seq, "batch": batch,
+                      "ranks": args.ranks, "tp": args.tp,
+                      "comm_share": (round(statistics.median(s["comm_share"] for s in steps), 3)
+                                     if "comm_share" in steps[0] else None),
                       "compute": "bf16 weights, fp32 compute"}))
 
 

@@ -58,11 +58,14 @@ std::string shell_quote(const std::string& text) {
 }
 
 CommandResult run_llama_lora(const std::string& args) {
+  return run_command(shell_quote(LL_BINARY) + " " + args);
+}
+
+CommandResult run_command(const std::string& command_line) {
   TempDir capture;
   const fs::path out_path = capture / "stdout";
   const fs::path err_path = capture / "stderr";
-  const std::string command = shell_quote(LL_BINARY) + " " + args + " >" +
-                              shell_quote(out_path.string()) + " 2>" +
+  const std::string command = command_line + " >" + shell_quote(out_path.string()) + " 2>" +
                               shell_quote(err_path.string()) + " </dev/null";
   const int status = std::system(command.c_str());
   CommandResult result;

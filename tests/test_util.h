@@ -40,6 +40,9 @@ struct CommandResult {
 // Runs the llama-lora binary with `args` (a shell-quoted string) and captures its output.
 CommandResult run_llama_lora(const std::string& args);
 
+// Runs a shell command line (stdin from /dev/null) and captures its output.
+CommandResult run_command(const std::string& command);
+
 // Writes `text` to a file (creating parent folders).
 void write_text(const fs::path& path, const std::string& text);
 

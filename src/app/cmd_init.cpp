@@ -50,6 +50,7 @@ struct InitOptions {
   uint64_t seed = 0;
   std::string max_shard_size = "5GB";
   bool overwrite = false;
+  int64_t kv_heads = 0;  // 0: the preset's num_key_value_heads
 };
 
 // The files of a tokenizer folder that a model folder carries (tokenizer.json required).
@@ -199,6 +200,13 @@ void run_init(const InitOptions& options) {
   }
 
   LlamaConfig config = preset_config_for_tokenizer(preset, tokenizer.tokenizer.vocab_size());
+  if (options.kv_heads > 0) {
+    check(config.num_attention_heads % options.kv_heads == 0, kOrigin,
+          "--num-key-value-heads " + std::to_string(options.kv_heads) + " does not divide the " +
+              preset.name + " preset's " + std::to_string(config.num_attention_heads) +
+              " attention heads");
+    config.num_key_value_heads = options.kv_heads;
+  }
   const SpecialIds ids = find_special_ids(tokenizer);
   config.bos_token_id = ids.bos;
   config.eos_token_ids.clear();
@@ -258,6 +266,10 @@ void add_init_command(CLI::App& app) {
                   "largest weight file, as transformers' save_pretrained max_shard_size")
       ->capture_default_str();
   cmd->add_flag("--overwrite", options->overwrite, "replace the output folder if it exists");
+  cmd->add_option("--num-key-value-heads", options->kv_heads,
+                  "override the preset's key/value head count (e.g. tiny with 4: multi-head "
+                  "attention, so that tensor parallel size 4 divides it)")
+      ->check(CLI::PositiveNumber);
   cmd->callback([options] { run_init(*options); });
 }
 

@@ -7,10 +7,21 @@
 // resume from (every file read), then the weights, tokenizer and data. SIGINT / SIGTERM ask
 // the run to stop at the next step boundary, where it saves a checkpoint and exits 0; a
 // second signal ends the process at once (the default action).
+//
+// Launched by mpirun (`mpirun -np 4 llama-lora train --tensor_parallel_size 2 ...`) every
+// process runs this with the same flags: rank 0 checks the output folder, prints and writes
+// metrics; every rank loads the model and data itself (the data pipeline is deterministic).
+// An error on any rank is printed with its rank and ends the whole run (MPI_Abort), so no
+// rank waits for ever on a dead peer.
+#include <omp.h>
 #include <CLI/CLI.hpp>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <thread>
 
 #include "app/cli.h"
 #include "core/error.h"
@@ -18,6 +29,7 @@
 #include "data/dataset.h"
 #include "formats/llama_config.h"
 #include "model/llama_weights.h"
+#include "parallel/communicator.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "train/training_args.h"
@@ -71,13 +83,14 @@ DataOptions data_options_from_args(const TrainingArgs& args) {
   return options;
 }
 
-void run_train(const TrainingArgs& args) {
+void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
+  const bool main_rank = groups.world->rank() == 0;
   validate_training_args(args);
   check(!args.model.empty(), kOrigin, "--model is required");
   check(!args.data.empty(), kOrigin, "--data is required");
   check(args.max_seq_length >= 1, kOrigin, "--max_seq_length must be at least 1");
   lora_config_from_args(args);
-  check_output_dir(args);
+  if (main_rank) check_output_dir(args);
 
   const LlamaConfig config = load_llama_config(args.model);
   check(args.max_seq_length <= config.max_position_embeddings, kOrigin,
@@ -86,8 +99,9 @@ void run_train(const TrainingArgs& args) {
             std::to_string(config.max_position_embeddings) + ", " + args.model + "/config.json)");
   TrainerOptions options;
   if (!args.resume_from_checkpoint.empty()) {
-    options.resume = load_checkpoint(
-        resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir), config);
+    options.resume =
+        load_checkpoint(resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir),
+                        config, groups.tp_rank(), groups.tp_size());
   }
 
   const LlamaWeights weights = load_llama_weights(args.model);
@@ -104,11 +118,13 @@ void run_train(const TrainingArgs& args) {
             std::to_string(args.max_seq_length) + " tokens");
 
   const StopSignals signals;
-  options.progress = default_progress_style();
+  options.progress = main_rank ? default_progress_style() : ProgressStyle::Quiet;
+  options.parallel = &groups;
   options.stop_requested = [] { return g_stop_signal != 0; };
   options.base_model = args.model;
   Trainer trainer(args, weights, data.train, data.eval, std::move(options));
   const TrainResult result = trainer.train();
+  if (!main_rank) return;
 
   const std::string checkpoint =
       result.last_checkpoint ? result.last_checkpoint->string() : std::string("none");
@@ -136,6 +152,34 @@ void run_train(const TrainingArgs& args) {
 }
 
 }  // namespace
+
+void run_train(const TrainingArgs& args) {
+  const std::unique_ptr<Communicator> world = world_communicator();
+  if (world->size() == 1) {
+    ParallelGroups groups =
+        make_parallel_groups(*world, static_cast<int>(args.tensor_parallel_size));
+    train_rank(args, groups);
+    return;
+  }
+  set_collective_timeout(args.ddp_timeout);
+  // CPU ranks on one machine share its cores: unless OMP_NUM_THREADS says otherwise each
+  // takes its share (more OpenMP threads than cores spin against each other, 10x slower).
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    omp_set_num_threads(std::max(1, cores / processes_on_this_machine()));
+  }
+  try {
+    ParallelGroups groups =
+        make_parallel_groups(*world, static_cast<int>(args.tensor_parallel_size));
+    train_rank(args, groups);
+    world->barrier();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "llama-lora: error: rank %d of %d: %s\n", world->rank(), world->size(),
+                 error.what());
+    std::fflush(stderr);
+    world->abort(1);
+  }
+}
 
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainingArgs>();

@@ -21,6 +21,7 @@
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/attention_decode.h"
+#include "backend/cpu/dropout.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/rope.h"
 #include "backend/cpu/weights.h"
@@ -31,6 +32,7 @@ namespace ll {
 using cpu::Accumulate;
 using cpu::AttentionShape;
 using cpu::DecodeAttentionShape;
+using cpu::DropoutWindow;
 using cpu::RopeTable;
 using cpu::Transpose;
 using cpu::WeightView;
@@ -94,10 +96,12 @@ class Backend {
                                const float* up, int64_t n) = 0;
   // LoRA dropout: out = in · mask / (1 - p), mask element i kept with probability 1 - p, a
   // pure function of (key, i) so a recomputed forward and the backward see the same mask.
-  // The backward applies the same mask and scale to dy, written or added into dx.
-  virtual void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) = 0;
+  // The backward applies the same mask and scale to dy, written or added into dx. `window`
+  // places a column slice in the whole tensor's mask (tensor parallelism; cpu/dropout.h).
+  virtual void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
+                               DropoutWindow window) = 0;
   virtual void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
-                                Accumulate accumulate) = 0;
+                                Accumulate accumulate, DropoutWindow window) = 0;
 
   // ---- LM head + cross-entropy over chunks of tokens (never the whole logits) ----
   // labels: host [tokens], -100 = ignored. Returns loss_scale · Σ loss, writes dh.

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "formats/input_checks.h"
+#include "model/tensor_parallel.h"
 
 namespace ll {
 namespace {
@@ -37,19 +38,6 @@ std::optional<int64_t> consume_count(std::string_view& text) {
   const std::optional<int64_t> value = parse_count(text.substr(0, digits));
   text.remove_prefix(digits);
   return value;
-}
-
-// Rows [row_begin, row_end) and columns [col_begin, col_end) of a row-major fp32 matrix with
-// `cols` columns.
-std::vector<float> slice(const std::vector<float>& matrix, int64_t cols, int64_t row_begin,
-                         int64_t row_end, int64_t col_begin, int64_t col_end) {
-  std::vector<float> out;
-  out.reserve(static_cast<size_t>((row_end - row_begin) * (col_end - col_begin)));
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const float* src = matrix.data() + row * cols;
-    out.insert(out.end(), src + col_begin, src + col_end);
-  }
-  return out;
 }
 
 }  // namespace
@@ -120,58 +108,53 @@ void save_adapter_tp_shard(const fs::path& dir, const LoraAdapter& adapter, int6
         std::string("tensor-parallel rank ") + std::to_string(rank) + " is outside 0.." +
             std::to_string(size - 1));
   const int64_t r = adapter.config.r;
-  std::vector<std::string> names;
-  std::vector<std::vector<int64_t>> shapes;
-  std::vector<std::vector<float>> parts;  // [shard rows, shard cols] fp32, per tensor
-  Metadata metadata = {
-      {"format", "pt"}, {"tp_rank", std::to_string(rank)}, {"tp_size", std::to_string(size)}};
   for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
       const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
       for (char which : {'A', 'B'}) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
-        const std::vector<float>& values = which == 'A' ? matrix->a : matrix->b;
         const int64_t rows = which == 'A' ? r : matrix->out;
         const int64_t cols = which == 'A' ? matrix->in : r;
+        const size_t held = (which == 'A' ? matrix->a : matrix->b).size();
+        check(held == static_cast<size_t>(rows * cols), kOrigin,
+              std::string("tensor ") + quote_name(name) + " holds " + std::to_string(held) +
+                  " values, not " + std::to_string(rows * cols));
         const TpSplit split = lora_tp_split(target, which);
-        check(values.size() == static_cast<size_t>(rows * cols), kOrigin,
-              std::string("tensor ") + quote_name(name) + " holds " +
-                  std::to_string(values.size()) + " values, not " + std::to_string(rows * cols));
-        if (split != TpSplit::Replicated) {
-          const int64_t dim = split == TpSplit::Rows ? rows : cols;
-          check(dim % size == 0, kOrigin,
-                std::string("tensor ") + quote_name(name) + ": dimension " +
-                    std::string(tp_split_text(split)) + " (" + std::to_string(dim) +
-                    ") does not divide by tensor_parallel_size " + std::to_string(size));
-        }
-        names.push_back(name);
-        metadata[std::string(kSplitKeyPrefix) + name] = std::string(tp_split_text(split));
-        switch (split) {
-          case TpSplit::Replicated:
-            shapes.push_back({rows, cols});
-            parts.push_back(values);
-            break;
-          case TpSplit::Rows: {
-            const int64_t part = rows / size;
-            shapes.push_back({part, cols});
-            parts.push_back(slice(values, cols, rank * part, (rank + 1) * part, 0, cols));
-            break;
-          }
-          case TpSplit::Columns: {
-            const int64_t part = cols / size;
-            shapes.push_back({rows, part});
-            parts.push_back(slice(values, cols, 0, rows, rank * part, (rank + 1) * part));
-            break;
-          }
-        }
+        if (split == TpSplit::Replicated) continue;
+        const int64_t dim = split == TpSplit::Rows ? rows : cols;
+        check(dim % size == 0, kOrigin,
+              std::string("tensor ") + quote_name(name) + ": dimension " +
+                  std::string(tp_split_text(split)) + " (" + std::to_string(dim) +
+                  ") does not divide by tensor_parallel_size " + std::to_string(size));
       }
     }
   }
+  write_adapter_tp_shard(dir, slice_adapter_for_tp(adapter, rank, size), rank, size);
+}
+
+void write_adapter_tp_shard(const fs::path& dir, const LoraAdapter& part, int64_t rank,
+                            int64_t size) {
+  const int64_t r = part.config.r;
   std::vector<TensorToWrite> tensors;
-  for (size_t i = 0; i < names.size(); ++i) {
-    tensors.push_back({names[i], DType::F32, shapes[i],
-                       std::as_bytes(std::span(parts[i].data(), parts[i].size()))});
+  Metadata metadata = {
+      {"format", "pt"}, {"tp_rank", std::to_string(rank)}, {"tp_size", std::to_string(size)}};
+  for (size_t layer = 0; layer < part.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& matrix = part.layers[layer][static_cast<size_t>(target)];
+      if (!matrix) continue;
+      for (char which : {'A', 'B'}) {
+        const std::vector<float>& values = which == 'A' ? matrix->a : matrix->b;
+        std::vector<int64_t> shape = which == 'A' ? std::vector<int64_t>{r, matrix->in}
+                                                  : std::vector<int64_t>{matrix->out, r};
+        TensorToWrite& t = tensors.emplace_back();
+        t.name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
+        t.shape = std::move(shape);
+        t.data = std::as_bytes(std::span(values.data(), values.size()));
+        metadata[std::string(kSplitKeyPrefix) + t.name] =
+            std::string(tp_split_text(lora_tp_split(target, which)));
+      }
+    }
   }
   write_safetensors(dir / adapter_tp_shard_name(rank, size), tensors, metadata);
 }

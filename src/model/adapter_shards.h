@@ -62,6 +62,11 @@ std::optional<LoraTensorName> parse_lora_tensor_name(std::string_view name);
 void save_adapter_tp_shard(const fs::path& dir, const LoraAdapter& adapter, int64_t rank,
                            int64_t size);
 
+// The same file from rank `rank`'s part alone (slice_adapter_for_tp's shapes), as a
+// tensor-parallel trainer holds it.
+void write_adapter_tp_shard(const fs::path& dir, const LoraAdapter& part, int64_t rank,
+                            int64_t size);
+
 // The n shard files of a checkpoint folder, memory-mapped, and the whole tensors they make.
 // open() checks everything that can be checked without reading tensor data: every rank's file
 // present, file names and metadata agreeing on rank and size, the same tensors in every file,

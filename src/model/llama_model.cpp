@@ -82,16 +82,22 @@ void LlamaLoraModel::ensure_rope(const TokenBatch& batch) {
   ensure_rope_table(rope_, base_.config, max_position);
 }
 
+// A LoRA dropout mask: its key and where this rank's input sits in the whole input.
+struct DropoutMask {
+  uint64_t key = 0;
+  DropoutWindow window;
+};
+
 namespace {
 
 // y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
 void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, const float* x,
-                  float* y, int64_t n, Buffer& u, Buffer& x_dropped, uint64_t dropout_key) {
+                  float* y, int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask) {
   const int64_t r = config.r;
   const float* input = x;
   if (config.dropout > 0) {
     x_dropped.resize(be, n * m.in);
-    be.dropout_forward(x_dropped.data(), x, n * m.in, config.dropout, dropout_key);
+    be.dropout_forward(x_dropped.data(), x, n * m.in, config.dropout, mask.key, mask.window);
     input = x_dropped.data();
   }
   u.resize(be, n * r);
@@ -105,7 +111,7 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, co
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
 void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const float* x,
                    const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
-                   Buffer& scratch, uint64_t dropout_key) {
+                   Buffer& scratch, const DropoutMask& mask) {
   const int64_t r = config.r;
   const float scale = static_cast<float>(config.scale());
   const float* input = config.dropout > 0 ? x_dropped.data() : x;
@@ -121,7 +127,8 @@ void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const f
     scratch.resize(be, n * m.in);
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
             scratch.data(), m.in);
-    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, dropout_key, Accumulate::Yes);
+    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, mask.key, Accumulate::Yes,
+                        mask.window);
   } else {
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
             dx, m.in);
@@ -147,9 +154,24 @@ AttentionShape attention_shape(const LlamaConfig& c, int64_t seq_len) {
 
 }  // namespace
 
-uint64_t LlamaLoraModel::dropout_key(int64_t layer, LoraTarget target) const {
-  return dropout_seed_ * 0x100000001b3ull ^ (static_cast<uint64_t>(layer) << 40) ^
-         (static_cast<uint64_t>(target) << 32);
+bool LlamaLoraModel::tensor_parallel() const {
+  return options_.tensor_parallel != nullptr && options_.tensor_parallel->size() > 1;
+}
+
+void LlamaLoraModel::tp_sum(float* data, int64_t count) {
+  if (tensor_parallel()) options_.tensor_parallel->all_reduce(data, count, ReduceOp::Sum);
+}
+
+DropoutMask LlamaLoraModel::dropout_mask(int64_t layer, LoraTarget target, int64_t in) const {
+  DropoutMask mask;
+  mask.key = dropout_seed_ * 0x100000001b3ull ^ (static_cast<uint64_t>(layer) << 40) ^
+             (static_cast<uint64_t>(target) << 32);
+  // A row-parallel projection's input is this rank's columns of the whole activation.
+  if (tensor_parallel() && (target == LoraTarget::O || target == LoraTarget::Down)) {
+    const Communicator& tp = *options_.tensor_parallel;
+    mask.window = {in, in * tp.size(), in * tp.rank()};
+  }
+  return mask;
 }
 
 void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const float* x,
@@ -169,7 +191,7 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
       lora_forward(be, *(*lora)[t], adapter_->config, in, y, n, a.lora_u[t], a.lora_x[t],
-                   dropout_key(layer, target));
+                   dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 
@@ -196,9 +218,14 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
         batch.document_starts[static_cast<size_t>(row)]);
   }
 
+  // A row-parallel projection's output is a partial sum on each tensor-parallel rank: the
+  // residual joins on rank 0 only, then the group's sum is the whole x + a·W_oᵀ.
+  const bool residual_here = !tensor_parallel() || options_.tensor_parallel->rank() == 0;
   a.x_mid.resize(be, n * hidden);
-  be.copy(a.x_mid.data(), x, n * hidden);
-  project(LoraTarget::O, w.o_proj, a.attn.data(), q_out, a.x_mid.data(), hidden, Accumulate::Yes);
+  if (residual_here) be.copy(a.x_mid.data(), x, n * hidden);
+  project(LoraTarget::O, w.o_proj, a.attn.data(), q_out, a.x_mid.data(), hidden,
+          residual_here ? Accumulate::Yes : Accumulate::No);
+  tp_sum(a.x_mid.data(), n * hidden);
 
   a.xn2.resize(be, n * hidden);
   a.rstd2.resize(be, n);
@@ -212,8 +239,10 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   project(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, a.up.data(), inter, Accumulate::No);
   be.swiglu_forward(a.h.data(), a.gate.data(), a.up.data(), n * inter);
 
-  be.copy(x_out, a.x_mid.data(), n * hidden);
-  project(LoraTarget::Down, w.down_proj, a.h.data(), inter, x_out, hidden, Accumulate::Yes);
+  if (residual_here) be.copy(x_out, a.x_mid.data(), n * hidden);
+  project(LoraTarget::Down, w.down_proj, a.h.data(), inter, x_out, hidden,
+          residual_here ? Accumulate::Yes : Accumulate::No);
+  tp_sum(x_out, n * hidden);
 }
 
 void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out,
@@ -235,7 +264,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
       lora_backward(be, *(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
-                    scratch, dropout_key(layer, target));
+                    scratch, dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 
@@ -253,6 +282,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
                d_xn.data(), Accumulate::No);
   project_back(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, d_up.data(), inter, d_xn.data(),
                Accumulate::Yes);
+  tp_sum(d_xn.data(), n * hidden);  // each rank holds its MLP columns' part
   be.rmsnorm_backward(d_mid.data(), d_xn.data(), a.x_mid.data(), a.rstd2.data(),
                       w.post_attention_layernorm, n, hidden, Accumulate::Yes);
 
@@ -282,6 +312,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
                Accumulate::Yes);
   project_back(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, dv.data(), kv_out, d_xn.data(),
                Accumulate::Yes);
+  tp_sum(d_xn.data(), n * hidden);  // each rank holds its heads' part
   be.rmsnorm_backward(d_x, d_xn.data(), x, a.rstd1.data(), w.input_layernorm, n, hidden,
                       Accumulate::Yes);
 }

@@ -9,6 +9,10 @@
 //   h = silu(xn2·W_gateᵀ (+LoRA)) * (xn2·W_upᵀ (+LoRA)) ; x_out = x_mid + h·W_downᵀ (+ LoRA)
 // then rmsnorm, LM head and cross-entropy over chunks of tokens (never the whole logits).
 // With gradient checkpointing only each layer's input is kept; backward recomputes the layer.
+// With tensor parallelism (ModelOptions::tensor_parallel) each rank runs its share of heads
+// and MLP columns: the o and down outputs are summed over the group in the forward, the
+// q/k/v and gate/up input gradients in the backward (Megatron's two reductions per block
+// each way); LoRA gradients of replicated tensors stay partial (the trainer reduces them).
 // Every op runs through a Backend (backend/backend.h); activations live in its memory.
 #pragma once
 
@@ -20,6 +24,7 @@
 #include "backend/backend.h"
 #include "model/llama_weights.h"
 #include "model/lora.h"
+#include "parallel/communicator.h"
 
 namespace ll {
 
@@ -29,6 +34,9 @@ struct ModelOptions {
   Checkpointing checkpointing = Checkpointing::Off;
   int64_t loss_chunk_tokens = 64;  // tokens per LM-head chunk
   Backend* backend = nullptr;      // where the ops run; null = the CPU backend
+  // The tensor-parallel group when the weights and adapter are one rank's share
+  // (model/tensor_parallel.h); null or size 1: the whole model.
+  Communicator* tensor_parallel = nullptr;
 };
 
 // One micro-batch of `rows` sequences of `seq_len` tokens.
@@ -48,6 +56,8 @@ struct TokenBatch {
  private:
   static void check_that(bool ok, const char* what);
 };
+
+struct DropoutMask;
 
 class LlamaLoraModel {
  public:
@@ -80,7 +90,9 @@ class LlamaLoraModel {
                       Activations& acts);
   void final_norm(const TokenBatch& batch);
   void ensure_rope(const TokenBatch& batch);
-  uint64_t dropout_key(int64_t layer, LoraTarget target) const;
+  DropoutMask dropout_mask(int64_t layer, LoraTarget target, int64_t in) const;
+  bool tensor_parallel() const;
+  void tp_sum(float* data, int64_t count);
 
   const LlamaWeights& base_;
   LoraAdapter* adapter_;

@@ -1,8 +1,8 @@
 // See peft_adapter.h.
 #include "model/peft_adapter.h"
 
-#include <nlohmann/json.hpp>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "formats/safetensors.h"
@@ -19,7 +19,8 @@ const json& require(const json& config, const char* field, const std::string& or
 
 }  // namespace
 
-LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model) {
+LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,
+                              const std::string& weights_file) {
   const fs::path config_path = dir / "adapter_config.json";
   const std::string origin = config_path.string();
   json config;
@@ -62,7 +63,7 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model) {
   if (!lora.targets_any()) fail("adapter", origin + ": target_modules is empty");
 
   const SafetensorsModel tensors =
-      SafetensorsModel::open(dir, "adapter_model.safetensors", "adapter_model.safetensors.index.json");
+      SafetensorsModel::open(dir, weights_file, weights_file + ".index.json");
   LoraAdapter adapter = lora_init(model, lora, 0);
   for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
@@ -71,15 +72,14 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model) {
       for (char which : {'A', 'B'}) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
         if (!tensors.contains(name)) {
-          fail("adapter", dir.string() + "/adapter_model.safetensors: tensor '" + name +
-                              "' is missing");
+          fail("adapter", (dir / weights_file).string() + ": tensor '" + name + "' is missing");
         }
         const TensorInfo& info = tensors.info(name);
-        const std::vector<int64_t> expected =
-            which == 'A' ? std::vector<int64_t>{lora.r, matrix->in}
-                         : std::vector<int64_t>{matrix->out, lora.r};
+        const std::vector<int64_t> expected = which == 'A'
+                                                  ? std::vector<int64_t>{lora.r, matrix->in}
+                                                  : std::vector<int64_t>{matrix->out, lora.r};
         if (info.shape != expected) {
-          fail("adapter", dir.string() + "/adapter_model.safetensors: tensor '" + name +
+          fail("adapter", (dir / weights_file).string() + ": tensor '" + name +
                               "' has the wrong shape for this model (expected [" +
                               std::to_string(expected[0]) + ", " + std::to_string(expected[1]) +
                               "])");
@@ -91,9 +91,8 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model) {
   return adapter;
 }
 
-void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
-                       const std::string& base_model) {
-  const LoraConfig& lora = adapter.config;
+void save_peft_adapter_config(const fs::path& dir, const LoraConfig& lora,
+                              const std::string& base_model) {
   json targets = json::array();
   for (LoraTarget target : kAllLoraTargets) {
     if (lora.targets[static_cast<size_t>(target)]) targets.push_back(lora_target_name(target));
@@ -118,6 +117,12 @@ void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
                  {"alpha_pattern", json::object()},
                  {"revision", nullptr}};
   write_file_atomic(dir / "adapter_config.json", config.dump(2) + "\n");
+}
+
+void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
+                       const std::string& base_model) {
+  const LoraConfig& lora = adapter.config;
+  save_peft_adapter_config(dir, lora, base_model);
 
   std::vector<TensorToWrite> tensors;
   for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
@@ -127,10 +132,14 @@ void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
       const auto as_bytes = [](const std::vector<float>& values) {
         return std::as_bytes(std::span(values.data(), values.size()));
       };
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'A'), DType::F32,
-                         {lora.r, matrix->in}, as_bytes(matrix->a)});
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'B'), DType::F32,
-                         {matrix->out, lora.r}, as_bytes(matrix->b)});
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'A'),
+                         DType::F32,
+                         {lora.r, matrix->in},
+                         as_bytes(matrix->a)});
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'B'),
+                         DType::F32,
+                         {matrix->out, lora.r},
+                         as_bytes(matrix->b)});
     }
   }
   write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});

@@ -12,11 +12,18 @@ namespace ll {
 
 // Reads an adapter for a model of shape `model`. Checks peft_type LORA, bias "none", the
 // target modules, and every tensor's presence, dtype and shape; errors name file and field.
-LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model);
+// `weights_file` may name another file of `dir` with peft's tensor names, e.g. a
+// tensor-parallel shard read with the rank's share of the model (model/tensor_parallel.h).
+LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,
+                              const std::string& weights_file = "adapter_model.safetensors");
 
 // Writes adapter_config.json and adapter_model.safetensors (fp32) into `dir` (which must
 // exist; callers stage it). `base_model` goes to base_model_name_or_path ("" = null).
 void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
                        const std::string& base_model);
+
+// adapter_config.json alone (the config of a folder of tensor-parallel shards).
+void save_peft_adapter_config(const fs::path& dir, const LoraConfig& lora,
+                              const std::string& base_model);
 
 }  // namespace ll

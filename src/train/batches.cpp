@@ -70,10 +70,11 @@ uint64_t micro_batch_dropout_seed(uint64_t seed, int64_t step, int64_t micro) {
 }
 
 LossTotals sum_sequence_losses(LlamaLoraModel& model, const TokenSequences& sequences,
-                               uint64_t batch_rows) {
+                               uint64_t batch_rows, uint64_t shard, uint64_t shards) {
   LossTotals totals;
   std::vector<uint64_t> rows;
-  for (uint64_t begin = 0; begin < sequences.size(); begin += batch_rows) {
+  for (uint64_t begin = shard * batch_rows; begin < sequences.size();
+       begin += batch_rows * shards) {
     rows.clear();
     for (uint64_t i = begin; i < std::min<uint64_t>(sequences.size(), begin + batch_rows); ++i) {
       rows.push_back(i);

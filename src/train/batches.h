@@ -29,12 +29,14 @@ TokenBatch make_token_batch(const TokenSequences& sequences, std::span<const uin
 
 // Σ loss and label-token count of a forward pass over every sequence, `batch_rows` rows per
 // forward (evaluation: the caller turns off dropout). Mean loss = sum / label_tokens.
+// With shards > 1 only batches shard, shard + shards, ... (data-parallel rank `shard` of
+// `shards`; the ranks' totals add up to the whole).
 struct LossTotals {
   double sum = 0;
   int64_t label_tokens = 0;
 };
 LossTotals sum_sequence_losses(LlamaLoraModel& model, const TokenSequences& sequences,
-                               uint64_t batch_rows);
+                               uint64_t batch_rows, uint64_t shard = 0, uint64_t shards = 1);
 
 // The order of the training sequences in epoch `epoch` (0-based): numpy's
 // default_rng(shuffle_seed + epoch).permutation(count) (data/numpy_random.h). Hugging Face's

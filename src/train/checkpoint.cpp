@@ -11,7 +11,9 @@
 #include "core/error.h"
 #include "formats/input_checks.h"
 #include "formats/safetensors.h"
+#include "model/adapter_shards.h"
 #include "model/peft_adapter.h"
+#include "model/tensor_parallel.h"
 #include "train/training_args.h"
 
 namespace ll {
@@ -20,9 +22,6 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kOrigin = "train";
-constexpr const char* kCheckpointFiles[] = {"adapter_config.json", "adapter_model.safetensors",
-                                            "optimizer.safetensors", "trainer_state.json",
-                                            "training_args.json"};
 
 // Visits the LoRA tensors in LoraOptimizer's order: per layer, per target, A then B.
 template <typename Visit>
@@ -79,6 +78,8 @@ json trainer_state_to_json(const TrainerState& s) {
                {"train_sequences", s.train_sequences},
                {"per_device_train_batch_size", s.per_device_train_batch_size},
                {"gradient_accumulation_steps", s.gradient_accumulation_steps},
+               {"tensor_parallel_size", s.tensor_parallel_size},
+               {"data_parallel_size", s.data_parallel_size},
                {"loss_sum_since_log", s.loss_sum_since_log},
                {"steps_since_log", s.steps_since_log},
                {"loss_sum_total", s.loss_sum_total},
@@ -120,6 +121,8 @@ TrainerState trainer_state_from_json(const json& j, const std::string& origin) {
     s.train_sequences = o.at("train_sequences").get<uint64_t>();
     s.per_device_train_batch_size = o.at("per_device_train_batch_size").get<int64_t>();
     s.gradient_accumulation_steps = o.at("gradient_accumulation_steps").get<int64_t>();
+    s.tensor_parallel_size = o.value("tensor_parallel_size", int64_t{1});
+    s.data_parallel_size = o.value("data_parallel_size", int64_t{1});
     s.loss_sum_since_log = o.at("loss_sum_since_log").get<double>();
     s.steps_since_log = o.at("steps_since_log").get<int64_t>();
     s.loss_sum_total = o.at("loss_sum_total").get<double>();
@@ -128,19 +131,26 @@ TrainerState trainer_state_from_json(const json& j, const std::string& origin) {
     fail(kOrigin, origin + ": missing or mistyped field (" + std::string(error.what()) + ")");
   }
   check(s.global_step >= 0 && s.steps_per_epoch > 0 && s.per_device_train_batch_size > 0 &&
-            s.gradient_accumulation_steps > 0,
+            s.gradient_accumulation_steps > 0 && s.tensor_parallel_size > 0 &&
+            s.data_parallel_size > 0,
         kOrigin, origin + ": inconsistent step counts or batch geometry");
   return s;
 }
 
-fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
-                         LoraOptimizer& optimizer, const TrainerState& state,
-                         const json& training_args, const std::string& base_model) {
-  const fs::path final_path = output_dir / ("checkpoint-" + std::to_string(state.global_step));
-  StagedDir staged(final_path, StagedDir::Existing::Replace);
-  save_peft_adapter(staged.path(), adapter, base_model);
+std::string optimizer_file_name(int64_t tp_rank, int64_t tp_size) {
+  return tp_size == 1 ? "optimizer.safetensors"
+                      : "optimizer-tp" + std::to_string(tp_rank) + ".safetensors";
+}
 
-  std::vector<std::string> names;  // kept alive for the TensorToWrite views
+std::string adapter_file_name(int64_t tp_rank, int64_t tp_size) {
+  return tp_size == 1 ? "adapter_model.safetensors" : adapter_tp_shard_name(tp_rank, tp_size);
+}
+
+namespace {
+
+void write_optimizer_state(const fs::path& path, const LoraAdapter& adapter,
+                           LoraOptimizer& optimizer, int64_t tp_rank, int64_t tp_size) {
+  std::vector<std::string> names;
   std::vector<std::vector<int64_t>> shapes;
   for_each_lora_tensor(adapter, [&](const std::string& name, std::vector<int64_t> shape) {
     names.push_back(name);
@@ -158,21 +168,76 @@ fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
     tensors.push_back(
         {names[i] + ".exp_avg_sq", DType::F32, shapes[i], bytes(optimizer.exp_avg_sq()[i])});
   }
-  write_safetensors(staged.path() / "optimizer.safetensors", tensors,
-                    {{"format", "pt"},
-                     {"optimizer", "AdamW"},
-                     {"step", std::to_string(optimizer.steps_taken())}});
-  write_file_atomic(staged.path() / "trainer_state.json",
-                    trainer_state_to_json(state).dump(2) + "\n");
-  write_file_atomic(staged.path() / "training_args.json", training_args.dump(2) + "\n");
-  staged.commit();
+  Metadata metadata = {
+      {"format", "pt"}, {"optimizer", "AdamW"}, {"step", std::to_string(optimizer.steps_taken())}};
+  if (tp_size > 1) {
+    metadata["tp_rank"] = std::to_string(tp_rank);
+    metadata["tp_size"] = std::to_string(tp_size);
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
+// `text` of rank `root` on every rank of `comm`.
+void broadcast_text(Communicator& comm, std::string& text, int root) {
+  int64_t size = static_cast<int64_t>(text.size());
+  comm.broadcast(&size, sizeof size, root);
+  text.resize(static_cast<size_t>(size));
+  comm.broadcast(text.data(), size, root);
+}
+
+}  // namespace
+
+fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
+                         LoraOptimizer& optimizer, const TrainerState& state,
+                         const json& training_args, const std::string& base_model,
+                         const ParallelGroups* parallel) {
+  const fs::path final_path = output_dir / ("checkpoint-" + std::to_string(state.global_step));
+  Communicator* world = parallel ? parallel->world : nullptr;
+  const bool main_rank = world == nullptr || world->rank() == 0;
+  const int64_t tp_rank = parallel ? parallel->tp_rank() : 0;
+  const int64_t tp_size = parallel ? parallel->tp_size() : 1;
+  const bool writes_shard = parallel == nullptr || parallel->dp_rank() == 0;
+
+  // Rank 0 stages the folder; every rank writes its files into it; rank 0 renames it into
+  // place only after all of them finished (a barrier), so a checkpoint named
+  // checkpoint-<step> is always whole, and one interrupted on any rank stays a ".tmp-" folder.
+  std::optional<StagedDir> staged;
+  std::string staging;
+  if (main_rank) {
+    staged.emplace(final_path, StagedDir::Existing::Replace);
+    staging = staged->path().string();
+  }
+  if (world) broadcast_text(*world, staging, 0);
+  const fs::path dir = staging;
+  if (writes_shard) {
+    if (tp_size == 1) {
+      save_peft_adapter(dir, adapter, base_model);
+    } else {
+      write_adapter_tp_shard(dir, adapter, tp_rank, tp_size);
+      if (tp_rank == 0) save_peft_adapter_config(dir, adapter.config, base_model);
+    }
+    write_optimizer_state(dir / optimizer_file_name(tp_rank, tp_size), adapter, optimizer, tp_rank,
+                          tp_size);
+  }
+  if (main_rank) {
+    write_file_atomic(dir / "trainer_state.json", trainer_state_to_json(state).dump(2) + "\n");
+    write_file_atomic(dir / "training_args.json", training_args.dump(2) + "\n");
+  }
+  if (world) world->barrier();
+  if (main_rank) staged->commit();
+  if (world) world->barrier();  // every rank may now name the checkpoint
   return final_path;
 }
 
-LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model) {
+LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model, int64_t tp_rank,
+                                 int64_t tp_size) {
   std::error_code ec;
   check(fs::is_directory(dir, ec), kOrigin, dir.string() + ": checkpoint folder not found");
-  for (const char* file : kCheckpointFiles) {
+  const std::string adapter_file = adapter_file_name(tp_rank, tp_size);
+  const std::string optimizer_file = optimizer_file_name(tp_rank, tp_size);
+  for (const std::string& file :
+       {std::string("adapter_config.json"), std::string("trainer_state.json"),
+        std::string("training_args.json")}) {
     check(fs::is_regular_file(dir / file, ec), kOrigin,
           (dir / file).string() + ": missing (not a complete checkpoint)");
   }
@@ -181,11 +246,22 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model) 
   const fs::path state_path = dir / "trainer_state.json";
   out.state = trainer_state_from_json(
       parse_json_text(read_file(state_path), kOrigin, state_path.string()), state_path.string());
+  check(out.state.tensor_parallel_size == tp_size, kOrigin,
+        dir.string() + ": written with --tensor_parallel_size " +
+            std::to_string(out.state.tensor_parallel_size) + ", this run has " +
+            std::to_string(tp_size) +
+            "; resume with the same tensor parallel size (or `llama-lora consolidate` it into "
+            "one adapter)");
+  for (const std::string& file : {adapter_file, optimizer_file}) {
+    check(fs::is_regular_file(dir / file, ec), kOrigin,
+          (dir / file).string() + ": missing (not a complete checkpoint)");
+  }
   const fs::path args_path = dir / "training_args.json";
   parse_json_text(read_file(args_path), kOrigin, args_path.string());  // must at least parse
-  out.adapter = load_peft_adapter(dir, model);
+  out.adapter = load_peft_adapter(
+      dir, tp_size == 1 ? model : tensor_parallel_config(model, tp_size), adapter_file);
 
-  const fs::path optimizer_path = dir / "optimizer.safetensors";
+  const fs::path optimizer_path = dir / optimizer_file;
   const SafetensorsFile file = SafetensorsFile::open(optimizer_path);
   const auto step = file.metadata().find("step");
   check(step != file.metadata().end(), kOrigin,

@@ -3,6 +3,8 @@
 //
 //   <output_dir>/checkpoint-<step>/
 //     adapter_config.json + adapter_model.safetensors   the LoRA weights (peft can load them)
+//     (tensor parallel size n > 1: adapter-tp<r>-of-<n>.safetensors + optimizer-tp<r>.safetensors
+//      per rank r in place of the two safetensors files; model/adapter_shards.h)
 //     optimizer.safetensors   AdamW moments, F32, one pair per LoRA tensor, named like it +
 //                             ".exp_avg" / ".exp_avg_sq"; metadata "step" = AdamW steps taken
 //     trainer_state.json      HF's fields (global_step, epoch, max_steps, log_history, ...) and
@@ -25,6 +27,7 @@
 
 #include "core/file.h"
 #include "model/lora.h"
+#include "parallel/communicator.h"
 #include "train/optimizer.h"
 
 namespace ll {
@@ -46,6 +49,8 @@ struct TrainerState {
   uint64_t train_sequences = 0;
   int64_t per_device_train_batch_size = 0;
   int64_t gradient_accumulation_steps = 0;
+  int64_t tensor_parallel_size = 1;  // the topology that wrote it (resume needs the same tp)
+  int64_t data_parallel_size = 1;
   // Logging sums, so that a resumed run logs exactly what an uninterrupted one would.
   double loss_sum_since_log = 0;
   int64_t steps_since_log = 0;
@@ -62,10 +67,20 @@ nlohmann::json trainer_state_to_json(const TrainerState& state);
 TrainerState trainer_state_from_json(const nlohmann::json& json, const std::string& origin);
 
 // Writes <output_dir>/checkpoint-<state.global_step>/ (replacing one of that name) and returns
-// its path.
+// its path. In a distributed run (`parallel` not null) every rank calls it with its share of
+// the adapter and optimizer: data-parallel rank 0 of each tensor-parallel rank writes
+// adapter-tp<r>-of-<n>.safetensors and optimizer-tp<r>.safetensors (with n > 1), world rank 0
+// the json files, and rank 0 renames the staged folder after a barrier.
 fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
                          LoraOptimizer& optimizer, const TrainerState& state,
-                         const nlohmann::json& training_args, const std::string& base_model);
+                         const nlohmann::json& training_args, const std::string& base_model,
+                         const ParallelGroups* parallel = nullptr);
+
+// The adapter and optimizer files of tensor-parallel rank `tp_rank` of `tp_size`:
+// adapter_model.safetensors / optimizer.safetensors with tp_size 1, else
+// adapter-tp<r>-of-<n>.safetensors / optimizer-tp<r>.safetensors.
+std::string adapter_file_name(int64_t tp_rank, int64_t tp_size);
+std::string optimizer_file_name(int64_t tp_rank, int64_t tp_size);
 
 struct LoadedCheckpoint {
   fs::path dir;
@@ -76,8 +91,11 @@ struct LoadedCheckpoint {
   TrainerState state;
 };
 
-// Reads and checks a whole checkpoint for a model of shape `model`.
-LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model);
+// Reads and checks a checkpoint for a model of shape `model` (the whole model's config):
+// with tp_size > 1, tensor-parallel rank tp_rank's share of the adapter and optimizer (the
+// checkpoint must have been written with the same tp_size).
+LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model, int64_t tp_rank = 0,
+                                 int64_t tp_size = 1);
 
 // Puts the checkpoint's moments and step count into `optimizer` (built on its adapter).
 void restore_optimizer(LoraOptimizer& optimizer, const LoadedCheckpoint& checkpoint);

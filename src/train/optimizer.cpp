@@ -3,15 +3,20 @@
 
 #include <cmath>
 
+#include "model/adapter_shards.h"
+
 namespace ll {
 
 LoraOptimizer::LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings)
     : adapter_(adapter), settings_(settings) {
   for (auto& layer : adapter_.layers) {
-    for (auto& matrix : layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      auto& matrix = layer[static_cast<size_t>(target)];
       if (!matrix) continue;
-      slots_.push_back({&matrix->a, &matrix->grad_a});
-      slots_.push_back({&matrix->b, &matrix->grad_b});
+      slots_.push_back(
+          {&matrix->a, &matrix->grad_a, lora_tp_split(target, 'A') != TpSplit::Replicated});
+      slots_.push_back(
+          {&matrix->b, &matrix->grad_b, lora_tp_split(target, 'B') != TpSplit::Replicated});
     }
   }
   for (const Slot& slot : slots_) {
@@ -20,7 +25,25 @@ LoraOptimizer::LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings)
   }
 }
 
-double LoraOptimizer::clip_gradients() {
+double LoraOptimizer::clip_gradients(Communicator* tensor_parallel) {
+  if (tensor_parallel != nullptr && tensor_parallel->size() > 1) {
+    double sums[2] = {0, 0};  // split, replicated
+    for (const Slot& slot : slots_) {
+      sums[slot.split ? 0 : 1] +=
+          cpu::grad_sum_of_squares(slot.grad->data(), static_cast<int64_t>(slot.grad->size()));
+    }
+    tensor_parallel->all_reduce(sums, 1, ReduceOp::Sum);
+    const double total_norm = std::sqrt(sums[0] + sums[1]);
+    if (settings_.max_grad_norm <= 0) return total_norm;
+    const double coefficient = cpu::clip_coefficient(total_norm, settings_.max_grad_norm);
+    if (coefficient < 1.0) {
+      for (const Slot& slot : slots_) {
+        cpu::grad_scale(slot.grad->data(), static_cast<int64_t>(slot.grad->size()),
+                        static_cast<float>(coefficient));
+      }
+    }
+    return total_norm;
+  }
   std::vector<cpu::GradBuffer> grads;
   grads.reserve(slots_.size());
   for (const Slot& slot : slots_) {

@@ -7,6 +7,7 @@
 
 #include "backend/cpu/adamw.h"
 #include "model/lora.h"
+#include "parallel/communicator.h"
 
 namespace ll {
 
@@ -23,7 +24,10 @@ class LoraOptimizer {
   LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings);
 
   // Norm of all LoRA gradients (before clipping), clipping them when above max_grad_norm.
-  double clip_gradients();
+  // With a tensor-parallel group of size > 1 the adapter is this rank's share: the squares
+  // of split tensors are summed over the group, replicated ones counted once, so every rank
+  // gets the whole adapter's norm.
+  double clip_gradients(Communicator* tensor_parallel = nullptr);
   // One AdamW update with learning rate `lr`; increments the step count first.
   void step(double lr);
 
@@ -37,6 +41,7 @@ class LoraOptimizer {
   struct Slot {
     std::vector<float>* param;
     std::vector<float>* grad;
+    bool split;  // split over tensor-parallel ranks (else replicated)
   };
   LoraAdapter& adapter_;
   OptimizerSettings settings_;

@@ -8,7 +8,9 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "model/adapter_shards.h"
 #include "model/peft_adapter.h"
+#include "model/tensor_parallel.h"
 #include "train/batches.h"
 
 namespace ll {
@@ -56,6 +58,7 @@ void clear_previous_run(const fs::path& dir) {
   for (const char* file : {"metrics.jsonl", "adapter_model.safetensors", "adapter_config.json"}) {
     fs::remove(dir / file, ec);
   }
+  for (const std::string& shard : list_adapter_tp_shards(dir)) fs::remove(dir / shard, ec);
 }
 
 bool same_lora(const LoraConfig& a, const LoraConfig& b) {
@@ -106,9 +109,11 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
       schedule_(parse_lr_schedule(args.lr_scheduler_type)),
       progress_(options_.progress) {
   const LlamaConfig& config = base_.config;
-  check(args_.tensor_parallel_size == 1, kOrigin,
+  check(args_.tensor_parallel_size == tp_size(), kOrigin,
         "--tensor_parallel_size " + std::to_string(args_.tensor_parallel_size) +
-            " is not supported yet (1 only)");
+            " but the run's tensor-parallel group has " + std::to_string(tp_size()) + " rank(s)");
+  check_tensor_parallel_size(config, tp_size());
+  if (tp_size() > 1) local_weights_ = slice_weights_for_tp(base_, tp_rank(), tp_size());
   check(args_.max_seq_length <= config.max_position_embeddings, kOrigin,
         "--max_seq_length " + std::to_string(args_.max_seq_length) +
             " is above the model's max_position_embeddings (" +
@@ -119,7 +124,8 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
         kOrigin, "batch sizes and gradient_accumulation_steps must be at least 1");
   const LoraConfig lora = lora_config_from_args(args_);
 
-  rows_per_step_ = args_.per_device_train_batch_size * args_.gradient_accumulation_steps;
+  rows_per_step_ =
+      args_.per_device_train_batch_size * args_.gradient_accumulation_steps * dp_size();
   const auto sequences = static_cast<int64_t>(train_.size());
   const int64_t steps_per_epoch = args_.dataloader_drop_last
                                       ? sequences / rows_per_step_
@@ -127,7 +133,9 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   check(steps_per_epoch > 0, kOrigin,
         "the train split has " + std::to_string(sequences) +
             " sequences, fewer than one step takes (batch x accumulation = " +
-            std::to_string(rows_per_step_) + ") with --dataloader_drop_last");
+            std::to_string(rows_per_step_) +
+            ", times the data-parallel ranks) with "
+            "--dataloader_drop_last");
   const int64_t total_steps =
       args_.max_steps > 0 ? args_.max_steps
                           : static_cast<int64_t>(std::ceil(args_.num_train_epochs *
@@ -136,8 +144,9 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   warmup_steps_ = warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, total_steps);
 
   if (!options_.resume && !args_.resume_from_checkpoint.empty()) {
-    options_.resume = load_checkpoint(
-        resolve_resume_checkpoint(args_.resume_from_checkpoint, args_.output_dir), config);
+    options_.resume =
+        load_checkpoint(resolve_resume_checkpoint(args_.resume_from_checkpoint, args_.output_dir),
+                        config, tp_rank(), tp_size());
   }
   if (options_.resume) {
     LoadedCheckpoint& ckpt = *options_.resume;
@@ -147,6 +156,11 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
               "its adapter (adapter_config.json) has other LoRA settings than this run's "
               "--lora_r/--lora_alpha/--lora_dropout/--use_rslora/--target_modules");
     const TrainerState& s = ckpt.state;
+    check(s.data_parallel_size == dp_size() && s.tensor_parallel_size == tp_size(), kOrigin,
+          where + "it was written by " + std::to_string(s.tensor_parallel_size) +
+              " tensor-parallel x " + std::to_string(s.data_parallel_size) +
+              " data-parallel ranks, this run has " + std::to_string(tp_size()) + " x " +
+              std::to_string(dp_size()) + "; resume with the same topology");
     check(s.train_sequences == train_.size() &&
               s.per_device_train_batch_size == args_.per_device_train_batch_size &&
               s.gradient_accumulation_steps == args_.gradient_accumulation_steps &&
@@ -169,7 +183,10 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
     state_ = s;
     last_checkpoint_ = ckpt.dir;
   } else {
-    adapter_ = lora_init(config, lora, args_.seed);
+    // Every rank draws the whole adapter from the seed and keeps its share, so any topology
+    // starts from the single-process run's weights.
+    LoraAdapter whole = lora_init(config, lora, args_.seed);
+    adapter_ = tp_size() > 1 ? slice_adapter_for_tp(whole, tp_rank(), tp_size()) : std::move(whole);
     state_.seed = args_.seed;
     state_.shuffle_seed = args_.seed;
     state_.train_sequences = train_.size();
@@ -178,6 +195,8 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   }
   state_.total_steps = total_steps;
   state_.steps_per_epoch = steps_per_epoch;
+  state_.tensor_parallel_size = tp_size();
+  state_.data_parallel_size = dp_size();
   state_.logging_steps = args_.logging_steps;
   state_.eval_steps = args_.eval_steps;
   state_.save_steps = args_.save_steps;
@@ -185,7 +204,8 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   ModelOptions model_options;
   model_options.checkpointing =
       args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
-  model_ = std::make_unique<LlamaLoraModel>(base_, &adapter_, model_options);
+  if (tp_size() > 1) model_options.tensor_parallel = options_.parallel->tp.get();
+  model_ = std::make_unique<LlamaLoraModel>(weights(), &adapter_, model_options);
   optimizer_ = std::make_unique<LoraOptimizer>(
       adapter_, OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon,
                                   args_.weight_decay, args_.max_grad_norm});
@@ -196,6 +216,15 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   training_args_json_ = args_.to_json();
   training_args_json_["compute_precision"] = compute_precision(base_);
   peak_ = cpu_peak_flops();
+  if (peak_ && options_.parallel) {
+    // The run's FLOPs are over every machine's cores (ranks per machine from the launcher).
+    const int machines =
+        std::max(1, options_.parallel->world->size() / processes_on_this_machine());
+    if (machines > 1) {
+      peak_->flops_per_s *= machines;
+      peak_->description += " x " + std::to_string(machines) + " machines";
+    }
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -203,10 +232,13 @@ Trainer::~Trainer() = default;
 std::optional<double> Trainer::evaluate() {
   if (eval_.size() == 0) return std::nullopt;
   DropoutOff no_dropout(adapter_);
-  const LossTotals totals = sum_sequence_losses(
-      *model_, eval_, static_cast<uint64_t>(args_.per_device_eval_batch_size));
-  if (totals.label_tokens == 0) return std::nullopt;
-  return totals.sum / static_cast<double>(totals.label_tokens);
+  const LossTotals totals =
+      sum_sequence_losses(*model_, eval_, static_cast<uint64_t>(args_.per_device_eval_batch_size),
+                          static_cast<uint64_t>(dp_rank()), static_cast<uint64_t>(dp_size()));
+  double sums[2] = {totals.sum, static_cast<double>(totals.label_tokens)};
+  if (dp_size() > 1) options_.parallel->dp->all_reduce(sums, 2, ReduceOp::Sum);
+  if (sums[1] == 0) return std::nullopt;
+  return sums[0] / sums[1];
 }
 
 void Trainer::fail_not_finite(int64_t step, const char* what, double value) const {
@@ -227,16 +259,21 @@ StepRecord Trainer::run_step() {
   const uint64_t end =
       std::min<uint64_t>(train_.size(), begin + static_cast<uint64_t>(rows_per_step_));
   const auto batch_rows = static_cast<uint64_t>(args_.per_device_train_batch_size);
+  const auto ranks = static_cast<uint64_t>(dp_size());
 
+  // Micro-batch m of data-parallel rank d: rows [(m·ranks + d)·batch, +batch) of the step.
   std::vector<TokenBatch> micro_batches;
-  int64_t label_tokens = 0;
-  double tokens = 0, context_sum = 0;
-  for (uint64_t first = begin; first < end; first += batch_rows) {
+  std::vector<int64_t> micro_index;  // m·ranks + d: names the dropout masks
+  double label_tokens = 0, tokens = 0, context_sum = 0;
+  for (uint64_t m = 0; begin + m * ranks * batch_rows < end; ++m) {
+    const uint64_t first = begin + (m * ranks + static_cast<uint64_t>(dp_rank())) * batch_rows;
+    if (first >= end) break;
     const std::span<const uint64_t> rows(order_.data() + first,
                                          std::min<uint64_t>(end, first + batch_rows) - first);
     micro_batches.push_back(make_token_batch(train_, rows));
+    micro_index.push_back(static_cast<int64_t>(m * ranks) + dp_rank());
     const TokenBatch& batch = micro_batches.back();
-    label_tokens += batch.target_count();
+    label_tokens += static_cast<double>(batch.target_count());
     for (size_t r = 0; r < rows.size(); ++r) {
       const uint32_t valid = train_.valid_tokens[rows[r]];
       tokens += valid;
@@ -247,22 +284,33 @@ StepRecord Trainer::run_step() {
   }
 
   const auto start = Clock::now();
+  Communicator* world = options_.parallel ? options_.parallel->world : nullptr;
+  const double comm_before = world ? world->seconds_in_collectives() : 0;
+  // The whole step's counts (every data-parallel rank's rows).
+  double counts[3] = {label_tokens, tokens, context_sum};
+  if (dp_size() > 1) options_.parallel->dp->all_reduce(counts, 3, ReduceOp::Sum);
+  tokens = counts[1];
+  context_sum = counts[2];
   adapter_.zero_grad();
   // Every micro-batch's loss gradient is scaled by 1 / (label tokens of the whole step), so
   // the sum over micro-batches is the step's mean loss and its exact gradient.
-  const double loss_scale = 1.0 / static_cast<double>(std::max<int64_t>(1, label_tokens));
+  const double loss_scale = 1.0 / std::max(1.0, counts[0]);
   double loss = 0;
   for (size_t m = 0; m < micro_batches.size(); ++m) {
-    model_->set_dropout_seed(micro_batch_dropout_seed(state_.seed, step, static_cast<int64_t>(m)));
+    model_->set_dropout_seed(micro_batch_dropout_seed(state_.seed, step, micro_index[m]));
     loss += model_->forward_backward(micro_batches[m], loss_scale);
   }
+  if (dp_size() > 1) options_.parallel->dp->all_reduce(&loss, 1, ReduceOp::Sum);
   if (!std::isfinite(loss)) fail_not_finite(step + 1, "loss", loss);
-  const double grad_norm = optimizer_->clip_gradients();
+  reduce_gradients();
+  const double grad_norm =
+      optimizer_->clip_gradients(tp_size() > 1 ? options_.parallel->tp.get() : nullptr);
   if (!std::isfinite(grad_norm)) fail_not_finite(step + 1, "grad norm", grad_norm);
   const double lr =
       scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_, state_.total_steps);
   optimizer_->step(lr);
   const double seconds = seconds_since(start);
+  if (world) interval_comm_seconds_ += world->seconds_in_collectives() - comm_before;
 
   ++state_.global_step;
   state_.data_epoch = state_.global_step / state_.steps_per_epoch;
@@ -282,6 +330,55 @@ StepRecord Trainer::run_step() {
   ++run_steps_;
   run_tokens_ += static_cast<int64_t>(tokens);
   return {state_.global_step, loss, grad_norm, lr};
+}
+
+void Trainer::reduce_gradients() {
+  // Replicated LoRA tensors got a partial gradient on each tensor-parallel rank; then every
+  // gradient is summed over the data-parallel ranks. One flat buffer per reduction.
+  const auto reduce = [&](Communicator& comm, bool replicated_only) {
+    std::vector<std::vector<float>*> grads;
+    for (auto& layer : adapter_.layers) {
+      for (LoraTarget target : kAllLoraTargets) {
+        auto& matrix = layer[static_cast<size_t>(target)];
+        if (!matrix) continue;
+        if (!replicated_only || lora_tp_split(target, 'A') == TpSplit::Replicated) {
+          grads.push_back(&matrix->grad_a);
+        }
+        if (!replicated_only || lora_tp_split(target, 'B') == TpSplit::Replicated) {
+          grads.push_back(&matrix->grad_b);
+        }
+      }
+    }
+    std::vector<float> flat;
+    for (const auto* grad : grads) flat.insert(flat.end(), grad->begin(), grad->end());
+    comm.all_reduce(flat.data(), static_cast<int64_t>(flat.size()), ReduceOp::Sum);
+    size_t offset = 0;
+    for (auto* grad : grads) {
+      std::copy_n(flat.begin() + static_cast<std::ptrdiff_t>(offset), grad->size(), grad->begin());
+      offset += grad->size();
+    }
+  };
+  if (tp_size() > 1) reduce(*options_.parallel->tp, true);
+  if (dp_size() > 1) reduce(*options_.parallel->dp, false);
+}
+
+bool Trainer::any_rank(bool value) {
+  if (!options_.parallel || options_.parallel->world->size() == 1) return value;
+  int64_t flag = value ? 1 : 0;
+  options_.parallel->world->all_reduce(&flag, 1, ReduceOp::Max);
+  return flag != 0;
+}
+
+void Trainer::write_final_adapter() {
+  const fs::path out = args_.output_dir;
+  if (tp_size() == 1) {
+    if (main_rank()) save_peft_adapter(out, adapter_, options_.base_model);
+    return;
+  }
+  // Tensor parallel: the shards and their config, as in a checkpoint (consolidate joins them).
+  if (dp_rank() == 0) write_adapter_tp_shard(out, adapter_, tp_rank(), tp_size());
+  if (main_rank()) save_peft_adapter_config(out, adapter_.config, options_.base_model);
+  options_.parallel->world->barrier();
 }
 
 void Trainer::log_metrics(json line) {
@@ -307,11 +404,12 @@ void Trainer::run_eval(TrainResult& result) {
 }
 
 fs::path Trainer::save(TrainResult& result) {
-  const fs::path path = save_checkpoint(args_.output_dir, adapter_, *optimizer_, state_,
-                                        training_args_json_, options_.base_model);
+  const fs::path path =
+      save_checkpoint(args_.output_dir, adapter_, *optimizer_, state_, training_args_json_,
+                      options_.base_model, options_.parallel);
   last_checkpoint_ = path;
   result.last_checkpoint = path;
-  remove_old_checkpoints(args_.output_dir, args_.save_total_limit);
+  if (main_rank()) remove_old_checkpoints(args_.output_dir, args_.save_total_limit);
   // save_total_limit may not remove the checkpoint just written: it is the newest.
   return path;
 }
@@ -320,17 +418,19 @@ TrainResult Trainer::train() {
   const auto run_start = Clock::now();
   const fs::path out = args_.output_dir;
   const bool resumed = state_.global_step > 0 || last_checkpoint_.has_value();
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  check(!ec && fs::is_directory(out, ec), kOrigin,
-        "--output_dir " + out.string() + ": cannot create folder: " + ec.message());
-  if (!resumed && args_.overwrite_output_dir) clear_previous_run(out);
-  // metrics.jsonl holds exactly the run's history: on resume, what the checkpoint logged
-  // (lines a killed run wrote after its last checkpoint are dropped with that run).
-  std::string history;
-  for (const json& line : state_.log_history) history += line.dump() + "\n";
-  write_file_atomic(out / "metrics.jsonl", history);
-  metrics_ = std::make_unique<MetricsWriter>(out / "metrics.jsonl");
+  if (main_rank()) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    check(!ec && fs::is_directory(out, ec), kOrigin,
+          "--output_dir " + out.string() + ": cannot create folder: " + ec.message());
+    if (!resumed && args_.overwrite_output_dir) clear_previous_run(out);
+    // metrics.jsonl holds exactly the run's history: on resume, what the checkpoint logged
+    // (lines a killed run wrote after its last checkpoint are dropped with that run).
+    std::string history;
+    for (const json& line : state_.log_history) history += line.dump() + "\n";
+    write_file_atomic(out / "metrics.jsonl", history);
+    metrics_ = std::make_unique<MetricsWriter>(out / "metrics.jsonl");
+  }
 
   TrainResult result;
   result.total_steps = state_.total_steps;
@@ -343,8 +443,12 @@ TrainResult Trainer::train() {
                     format_count(eval_.size()) + "), " + std::to_string(state_.total_steps) +
                     " steps (" + std::to_string(state_.steps_per_epoch) + " per epoch) of " +
                     std::to_string(args_.per_device_train_batch_size) + " x " +
-                    std::to_string(args_.gradient_accumulation_steps) + " sequences; LoRA r " +
-                    std::to_string(adapter_.config.r) + ", " +
+                    std::to_string(args_.gradient_accumulation_steps) + " sequences" +
+                    (dp_size() > 1 || tp_size() > 1
+                         ? " x " + std::to_string(dp_size()) + " data-parallel ranks, tensor " +
+                               "parallel " + std::to_string(tp_size())
+                         : std::string()) +
+                    "; LoRA r " + std::to_string(adapter_.config.r) + ", " +
                     format_count(static_cast<uint64_t>(adapter_.parameter_count())) +
                     " parameters; " + compute_precision(base_) + "; MFU peak: " +
                     (peak_ ? peak_->description : std::string("unknown (mfu reported as null)")));
@@ -360,7 +464,7 @@ TrainResult Trainer::train() {
   const int64_t first_step = state_.global_step;
   result.outcome = TrainResult::Outcome::Finished;
   while (state_.global_step < state_.total_steps) {
-    if (options_.stop_requested && options_.stop_requested()) {
+    if (any_rank(options_.stop_requested && options_.stop_requested())) {
       result.outcome = TrainResult::Outcome::Stopped;
       break;
     }
@@ -387,10 +491,14 @@ TrainResult Trainer::train() {
       if (peak_ && interval_seconds_ > 0) {
         line["mfu"] = interval_flops_ / (interval_seconds_ * peak_->flops_per_s);
       }
+      if (options_.parallel && options_.parallel->world->size() > 1) {
+        line["world_size"] = options_.parallel->world->size();
+        line["comm_share"] = interval_seconds_ > 0 ? interval_comm_seconds_ / interval_seconds_ : 0;
+      }
       log_metrics(std::move(line));
       state_.loss_sum_since_log = 0;
       state_.steps_since_log = 0;
-      interval_seconds_ = interval_tokens_ = interval_flops_ = 0;
+      interval_seconds_ = interval_tokens_ = interval_flops_ = interval_comm_seconds_ = 0;
     }
     const double eta = run_seconds_ / static_cast<double>(run_steps_) *
                        static_cast<double>(state_.total_steps - step);
@@ -413,7 +521,7 @@ TrainResult Trainer::train() {
     if (last_eval != step) run_eval(result);
     state_.elapsed_s = elapsed();
     if (last_save != step) save(result);
-    save_peft_adapter(out, adapter_, options_.base_model);
+    write_final_adapter();
     json summary = {
         {"step", step},
         {"epoch", state_.epoch()},
@@ -423,7 +531,7 @@ TrainResult Trainer::train() {
          run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0},
         {"peak_rss_bytes", peak_rss_bytes()},
         {"compute_precision", compute_precision(base_)}};
-    metrics_->write(summary);
+    if (metrics_) metrics_->write(summary);
   } else if (step > first_step && last_save != step) {
     state_.elapsed_s = elapsed();
     save(result);

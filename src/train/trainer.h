@@ -27,6 +27,14 @@
 //   resume     from a checkpoint the run continues exactly: same data order, dropout masks,
 //              optimizer state and logging sums, so later losses are bit-identical (fp32,
 //              same machine and thread count) to an uninterrupted run's.
+//   parallel   (TrainerOptions::parallel) world = tp x dp ranks. A step takes
+//              batch x accumulation x dp sequences; micro-batch m of dp rank d holds the
+//              step's rows [(m·dp + d)·batch, +batch). Each tp rank holds its share of the
+//              model and adapter (model/tensor_parallel.h); after the backward the gradients of
+//              replicated LoRA tensors are summed over tp, then every gradient over dp, and the
+//              loss is divided by the label tokens of the whole step on every rank, so losses
+//              do not depend on the topology (up to float summation order). Stop requests are
+//              agreed at every step boundary (any rank's request stops all).
 //   stop       stop_requested() is polled at every step boundary: the run saves a
 //              checkpoint and returns Outcome::Stopped. A non-finite loss or gradient norm
 //              throws "[train] step N: loss is nan; last good checkpoint: PATH" (or "none")
@@ -65,6 +73,10 @@ struct TrainerOptions {
   // A checkpoint already loaded (the CLI loads it before the data, to fail early); else the
   // trainer loads args.resume_from_checkpoint itself.
   std::optional<LoadedCheckpoint> resume;
+  // The run's tensor- and data-parallel groups; null: one process. Every rank builds its own
+  // Trainer with the same settings and data; only world rank 0 writes metrics and the json
+  // files, and its progress style should be the only one that is not Quiet.
+  ParallelGroups* parallel = nullptr;
 };
 
 struct StepRecord {
@@ -104,11 +116,20 @@ class Trainer {
   // Mean loss per label token over the eval split (no dropout); nullopt when it is empty.
   std::optional<double> evaluate();
 
-  const LoraAdapter& adapter() const { return adapter_; }
+  const LoraAdapter& adapter() const { return adapter_; }  // this rank's share
   const TrainerState& state() const { return state_; }
 
  private:
   StepRecord run_step();
+  void reduce_gradients();
+  bool any_rank(bool value);
+  int tp_rank() const { return options_.parallel ? options_.parallel->tp_rank() : 0; }
+  int tp_size() const { return options_.parallel ? options_.parallel->tp_size() : 1; }
+  int dp_rank() const { return options_.parallel ? options_.parallel->dp_rank() : 0; }
+  int dp_size() const { return options_.parallel ? options_.parallel->dp_size() : 1; }
+  bool main_rank() const { return !options_.parallel || options_.parallel->world->rank() == 0; }
+  const LlamaWeights& weights() const { return local_weights_ ? *local_weights_ : base_; }
+  void write_final_adapter();
   void log_metrics(nlohmann::json line);
   void run_eval(TrainResult& result);
   fs::path save(TrainResult& result);
@@ -122,7 +143,8 @@ class Trainer {
   LrSchedule schedule_;
   int64_t warmup_steps_ = 0;
   int64_t rows_per_step_ = 0;
-  LoraAdapter adapter_;
+  std::optional<LlamaWeights> local_weights_;  // this rank's share (tensor parallel)
+  LoraAdapter adapter_;                        // this rank's share (tensor parallel)
   std::unique_ptr<LlamaLoraModel> model_;
   std::unique_ptr<LoraOptimizer> optimizer_;
   TrainerState state_;
@@ -138,6 +160,7 @@ class Trainer {
   double interval_seconds_ = 0;
   double interval_tokens_ = 0;
   double interval_flops_ = 0;
+  double interval_comm_seconds_ = 0;  // in collectives (distributed runs)
   double last_grad_norm_ = 0;
   double elapsed_at_start_ = 0;  // state_.elapsed_s when this run began
   double run_seconds_ = 0;       // training-step time of this run (ETA)

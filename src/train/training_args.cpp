@@ -109,7 +109,10 @@ const std::array kFields = {
     Field{"use_rslora", &A::use_rslora, kLoraGroup, "Rank-stabilised scale alpha/sqrt(r)"},
 
     Field{"tensor_parallel_size", &A::tensor_parallel_size, kParallelGroup,
-          "Tensor-parallel degree (1 until the distributed build)"},
+          "Tensor-parallel degree; the data-parallel degree is the number of processes "
+          "(mpirun -np) / this"},
+    Field{"ddp_timeout", &A::ddp_timeout, kParallelGroup,
+          "Seconds a collective waits for the other ranks before the run aborts"},
 };
 
 const Field* find_field(std::string_view name) {
@@ -315,7 +318,8 @@ void add_compat_flags(CLI::App& command) {
 // The seed, setting by setting: 01__launch_training.sh's flags, finetune_llama.py's
 // LoraConfig and NeuronSFTConfig, and its data split (SEED.md step 1).
 void apply_sql_recipe(TrainingArgs& args) {
-  // Launch flags. Its --tensor_parallel_size 8 is left out: it needs the distributed build.
+  // Launch flags. Its --tensor_parallel_size 8 is left to the launch (mpirun -np 32 ...
+  // --tensor_parallel_size 8): it depends on the model and the number of processes.
   args.bf16 = true;
   args.per_device_train_batch_size = 8;
   args.gradient_accumulation_steps = 1;
@@ -582,10 +586,8 @@ void validate_training_args(const TrainingArgs& args) {
   require(any_target, "--target_modules names no module: '" + args.target_modules + "'");
 
   require_at_least("tensor_parallel_size", args.tensor_parallel_size, 1);
-  require(args.tensor_parallel_size == 1,
-          "--tensor_parallel_size " + std::to_string(args.tensor_parallel_size) +
-              ": tensor parallelism needs the distributed build (mpirun); not available yet "
-              "(use --tensor_parallel_size 1)");
+  require(args.ddp_timeout > 0,
+          "--ddp_timeout must be positive, got " + format_number(args.ddp_timeout));
 }
 
 }  // namespace ll

@@ -74,8 +74,9 @@ struct TrainingArgs {
   std::string target_modules = "q_proj,v_proj";  // comma list or all-linear
   bool use_rslora = false;
 
-  // Parallelism (the distributed issue): accepted now so seed scripts parse.
+  // Parallelism: world = tensor_parallel_size x data-parallel ranks (mpirun -np).
   int64_t tensor_parallel_size = 1;
+  double ddp_timeout = 1800;  // seconds a collective may wait for the other ranks
 
   // Every setting, keyed by its flag name without dashes (training_args.json in
   // checkpoints). The result is itself a valid JSON recipe file: load_recipe_file() on it

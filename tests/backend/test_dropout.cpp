@@ -52,6 +52,35 @@ TEST(Dropout, BackwardUsesTheForwardMask) {
   }
 }
 
+TEST(Dropout, AColumnWindowDrawsTheWholeTensorsMask) {
+  // A tensor-parallel rank holding columns [4, 7) of a [5, 12] activation gets exactly those
+  // columns of the whole tensor's mask, forward and backward.
+  const int64_t rows = 5, cols = 12, first = 4, width = 3;
+  const double p = 0.4;
+  std::vector<float> whole_in(static_cast<size_t>(rows * cols)), whole(whole_in.size());
+  for (size_t i = 0; i < whole_in.size(); ++i) whole_in[i] = 1.0f + static_cast<float>(i);
+  dropout_forward(whole.data(), whole_in.data(), rows * cols, p, 11);
+  std::vector<float> part_in, part(static_cast<size_t>(rows * width));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = first; c < first + width; ++c) part_in.push_back(whole_in[r * cols + c]);
+  }
+  const DropoutWindow window{width, cols, first};
+  dropout_forward(part.data(), part_in.data(), rows * width, p, 11, window);
+  std::vector<float> d_part(part.size(), 0.0f);
+  dropout_backward(d_part.data(), part_in.data(), rows * width, p, 11, Accumulate::No, window);
+  int64_t dropped = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < width; ++c) {
+      const float want = whole[r * cols + first + c];
+      ASSERT_EQ(part[r * width + c], want) << "row " << r << " column " << first + c;
+      ASSERT_EQ(d_part[r * width + c], want);  // dy = the input: the same mask and scale
+      dropped += want == 0.0f;
+    }
+  }
+  EXPECT_GT(dropped, 0);  // the window sees dropped and kept elements
+  EXPECT_LT(dropped, rows * width);
+}
+
 TEST(Dropout, RejectsBadProbability) {
   std::vector<float> x(4, 1.0f);
   EXPECT_THROW(dropout_forward(x.data(), x.data(), 4, 1.0, 0), Error);

@@ -536,12 +536,13 @@ class CountingBackend final : public Backend {
                        const float* up, int64_t n) override {
     cpu().swiglu_backward(d_gate, d_up, dh, gate, up, n);
   }
-  void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) override {
-    cpu().dropout_forward(out, in, n, p, key);
+  void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
+                       DropoutWindow window) override {
+    cpu().dropout_forward(out, in, n, p, key, window);
   }
   void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
-                        Accumulate accumulate) override {
-    cpu().dropout_backward(dx, dy, n, p, key, accumulate);
+                        Accumulate accumulate, DropoutWindow window) override {
+    cpu().dropout_backward(dx, dy, n, p, key, accumulate, window);
   }
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,

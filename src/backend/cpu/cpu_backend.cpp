@@ -120,13 +120,14 @@ void CpuBackend::swiglu_backward(float* d_gate, float* d_up, const float* dh, co
   cpu::swiglu_backward<float>(d_gate, d_up, dh, gate, up, n);
 }
 
-void CpuBackend::dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) {
-  cpu::dropout_forward(out, in, n, p, key);
+void CpuBackend::dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
+                                 DropoutWindow window) {
+  cpu::dropout_forward(out, in, n, p, key, window);
 }
 
 void CpuBackend::dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
-                                  Accumulate accumulate) {
-  cpu::dropout_backward(dx, dy, n, p, key, accumulate);
+                                  Accumulate accumulate, DropoutWindow window) {
+  cpu::dropout_backward(dx, dy, n, p, key, accumulate, window);
 }
 
 double CpuBackend::cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,

@@ -48,9 +48,10 @@ class CpuBackend final : public Backend {
   void swiglu_forward(float* h, const float* gate, const float* up, int64_t n) override;
   void swiglu_backward(float* d_gate, float* d_up, const float* dh, const float* gate,
                        const float* up, int64_t n) override;
-  void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key) override;
+  void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
+                       DropoutWindow window) override;
   void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
-                        Accumulate accumulate) override;
+                        Accumulate accumulate, DropoutWindow window) override;
 
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,

@@ -13,16 +13,32 @@ namespace ll::cpu {
 // A uniform double in [0, 1) from a 64-bit key (splitmix64 finaliser, 53 bits).
 double dropout_uniform(uint64_t key);
 
+// Where a tensor sits in the tensor its mask is drawn for: the default is the whole tensor
+// (element i uses mask element i). A tensor-parallel rank holding columns
+// [col_offset, col_offset + cols) of a [rows, full_cols] activation sets all three, so its
+// element (row, c) uses mask element row·full_cols + col_offset + c: the same mask as the
+// whole tensor's, whatever the number of ranks.
+struct DropoutWindow {
+  int64_t cols = 0;  // 0: the whole tensor
+  int64_t full_cols = 0;
+  int64_t col_offset = 0;
+
+  int64_t mask_index(int64_t i) const {
+    return cols == 0 ? i : (i / cols) * full_cols + col_offset + i % cols;
+  }
+};
+
 // Whether element `index` is kept under `key` with drop probability p.
 inline bool dropout_keeps(uint64_t key, int64_t index, double p) {
   return dropout_uniform(key ^ (static_cast<uint64_t>(index) * 0x2545f4914f6cdd1dull)) >= p;
 }
 
 // out[n] = in · mask / (1 - p). `out` may be `in`. p in [0, 1).
-void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key);
+void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
+                     DropoutWindow window = {});
 
 // dx[n] (+)= dy · mask / (1 - p): the gradient of dropout_forward under the same key.
 void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
-                      Accumulate accumulate);
+                      Accumulate accumulate, DropoutWindow window = {});
 
 }  // namespace ll::cpu

@@ -1,0 +1,142 @@
+// See tensor_parallel.h.
+#include "model/tensor_parallel.h"
+
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "model/adapter_shards.h"
+
+namespace ll {
+namespace {
+
+constexpr const char* kOrigin = "tensor-parallel";
+
+// Columns [begin, end) of every row of a [rows, cols] weight, copied into `store`.
+cpu::WeightView copy_columns(cpu::WeightView w, int64_t rows, int64_t cols, int64_t begin,
+                             int64_t end, std::vector<std::vector<std::byte>>& store) {
+  const size_t element = dtype_size(w.dtype);
+  const size_t row_bytes = static_cast<size_t>(end - begin) * element;
+  auto& copy = store.emplace_back(static_cast<size_t>(rows) * row_bytes);
+  const auto* src = static_cast<const std::byte*>(w.data);
+  for (int64_t row = 0; row < rows; ++row) {
+    std::memcpy(copy.data() + static_cast<size_t>(row) * row_bytes,
+                src + (static_cast<size_t>(row * cols + begin)) * element, row_bytes);
+  }
+  return {copy.data(), w.dtype};
+}
+
+// Rows [begin, ...) of a row-major weight with `cols` columns: a view into the same memory.
+cpu::WeightView offset_rows(cpu::WeightView w, int64_t cols, int64_t begin) {
+  const auto* src = static_cast<const std::byte*>(w.data);
+  return {src + static_cast<size_t>(begin * cols) * dtype_size(w.dtype), w.dtype};
+}
+
+}  // namespace
+
+void check_tensor_parallel_size(const LlamaConfig& config, int64_t size) {
+  check(size >= 1, kOrigin,
+        "--tensor_parallel_size must be at least 1, got " + std::to_string(size));
+  const auto divides = [&](int64_t value, const char* field) {
+    check(value % size == 0, kOrigin,
+          "--tensor_parallel_size " + std::to_string(size) + " does not divide the model's " +
+              field + " (" + std::to_string(value) +
+              "): every tensor-parallel rank must hold whole heads and an equal part of the MLP");
+  };
+  divides(config.num_attention_heads, "num_attention_heads");
+  divides(config.num_key_value_heads, "num_key_value_heads");
+  divides(config.intermediate_size, "intermediate_size");
+}
+
+LlamaConfig tensor_parallel_config(const LlamaConfig& config, int64_t size) {
+  check_tensor_parallel_size(config, size);
+  LlamaConfig local = config;
+  local.num_attention_heads /= size;
+  local.num_key_value_heads /= size;
+  local.intermediate_size /= size;
+  return local;
+}
+
+LlamaWeights slice_weights_for_tp(const LlamaWeights& full, int64_t rank, int64_t size) {
+  const LlamaConfig& c = full.config;
+  LlamaWeights local;
+  local.config = tensor_parallel_config(c, size);
+  check(rank >= 0 && rank < size, kOrigin,
+        "rank " + std::to_string(rank) + " is outside 0.." + std::to_string(size - 1));
+  local.embed_tokens = full.embed_tokens;
+  local.norm = full.norm;
+  local.lm_head = full.lm_head;
+  local.storage = full.storage;
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_out = local.config.num_attention_heads * c.head_dim;
+  const int64_t kv_out = local.config.num_key_value_heads * c.head_dim;
+  const int64_t inter = local.config.intermediate_size;
+  local.layers.reserve(full.layers.size());
+  for (const LlamaLayerWeights& w : full.layers) {
+    LlamaLayerWeights& l = local.layers.emplace_back(w);
+    l.q_proj = offset_rows(w.q_proj, hidden, rank * q_out);
+    l.k_proj = offset_rows(w.k_proj, hidden, rank * kv_out);
+    l.v_proj = offset_rows(w.v_proj, hidden, rank * kv_out);
+    l.gate_proj = offset_rows(w.gate_proj, hidden, rank * inter);
+    l.up_proj = offset_rows(w.up_proj, hidden, rank * inter);
+    l.o_proj = copy_columns(w.o_proj, hidden, q_out * size, rank * q_out, (rank + 1) * q_out,
+                            local.realigned);
+    l.down_proj = copy_columns(w.down_proj, hidden, inter * size, rank * inter, (rank + 1) * inter,
+                               local.realigned);
+  }
+  return local;
+}
+
+std::vector<float> slice_matrix(const std::vector<float>& matrix, int64_t cols, int64_t row_begin,
+                                int64_t row_end, int64_t col_begin, int64_t col_end) {
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>((row_end - row_begin) * (col_end - col_begin)));
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const float* src = matrix.data() + row * cols;
+    out.insert(out.end(), src + col_begin, src + col_end);
+  }
+  return out;
+}
+
+LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t size) {
+  check(size >= 1 && rank >= 0 && rank < size, kOrigin,
+        "rank " + std::to_string(rank) + " of " + std::to_string(size) + " is not a valid rank");
+  const int64_t r = full.config.r;
+  LoraAdapter local;
+  local.config = full.config;
+  local.layers.resize(full.layers.size());
+  for (size_t layer = 0; layer < full.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& whole = full.layers[layer][static_cast<size_t>(target)];
+      if (!whole) continue;
+      LoraMatrix part;
+      const bool row_parallel = lora_tp_split(target, 'A') == TpSplit::Columns;
+      const auto name = [&](char matrix) {
+        return lora_tensor_name(static_cast<int64_t>(layer), target, matrix);
+      };
+      if (row_parallel) {
+        check(whole->in % size == 0, kOrigin,
+              name('A') + ": " + std::to_string(whole->in) + " columns do not divide by " +
+                  std::to_string(size));
+        part.in = whole->in / size;
+        part.out = whole->out;
+        part.a = slice_matrix(whole->a, whole->in, 0, r, rank * part.in, (rank + 1) * part.in);
+        part.b = whole->b;
+      } else {
+        check(whole->out % size == 0, kOrigin,
+              name('B') + ": " + std::to_string(whole->out) + " rows do not divide by " +
+                  std::to_string(size));
+        part.in = whole->in;
+        part.out = whole->out / size;
+        part.a = whole->a;
+        part.b = slice_matrix(whole->b, r, rank * part.out, (rank + 1) * part.out, 0, r);
+      }
+      part.grad_a.assign(part.a.size(), 0.0f);
+      part.grad_b.assign(part.b.size(), 0.0f);
+      local.layers[layer][static_cast<size_t>(target)] = std::move(part);
+    }
+  }
+  return local;
+}
+
+}  // namespace ll

@@ -1,0 +1,210 @@
+// Tensor parallelism (model/tensor_parallel.h): n ranks, each running its share of the
+// weights and adapter with the group's reductions, compute the whole model's loss, logits
+// and LoRA gradients. The ranks run as threads over in-process communicators.
+//
+// Tolerance: the ranks sum the o/down outputs and the q/k/v and gate/up input gradients in
+// another order than one GEMM does (fp32), so values agree to rounding: 2e-5 relative to the
+// largest magnitude of the compared tensor (measured: below 1e-6 on these fixtures).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "model/adapter_shards.h"
+#include "model/llama_model.h"
+#include "model/peft_adapter.h"
+#include "model/tensor_parallel.h"
+#include "parallel/communicator.h"
+#include "test_util.h"
+
+namespace ll {
+namespace {
+
+constexpr double kTolerance = 2e-5;
+
+TokenBatch two_rows(int32_t vocab) {
+  TokenBatch batch;
+  batch.rows = 2;
+  batch.seq_len = 10;
+  for (int32_t i = 0; i < 20; ++i) {
+    batch.input_ids.push_back((i * 37 + 11) % vocab);
+    batch.targets.push_back(i % 10 == 9 || i % 7 == 3 ? -100 : (i * 53 + 5) % vocab);
+    batch.positions.push_back(i < 14 ? i % 10 : i - 14);  // row 1 holds two documents
+  }
+  batch.document_starts = {{0}, {0, 4}};
+  return batch;
+}
+
+struct Result {
+  double loss = 0;
+  std::vector<float> logits;
+  LoraAdapter adapter;  // with its gradients
+};
+
+// Sums the gradients of replicated LoRA tensors over the group (the trainer's job).
+void reduce_replicated(LoraAdapter& adapter, Communicator& tp) {
+  for (auto& layer : adapter.layers) {
+    for (LoraTarget target : kAllLoraTargets) {
+      auto& m = layer[static_cast<size_t>(target)];
+      if (!m) continue;
+      if (lora_tp_split(target, 'A') == TpSplit::Replicated) {
+        tp.all_reduce(m->grad_a.data(), static_cast<int64_t>(m->grad_a.size()), ReduceOp::Sum);
+      }
+      if (lora_tp_split(target, 'B') == TpSplit::Replicated) {
+        tp.all_reduce(m->grad_b.data(), static_cast<int64_t>(m->grad_b.size()), ReduceOp::Sum);
+      }
+    }
+  }
+}
+
+Result run(const LlamaWeights& weights, LoraAdapter adapter, Communicator* tp,
+           Checkpointing checkpointing) {
+  Result out;
+  ModelOptions options;
+  options.checkpointing = checkpointing;
+  options.loss_chunk_tokens = 7;
+  options.tensor_parallel = tp;
+  LlamaLoraModel model(weights, &adapter, options);
+  model.set_dropout_seed(99);
+  const TokenBatch batch = two_rows(static_cast<int32_t>(weights.config.vocab_size));
+  out.logits = model.forward_logits(batch);
+  out.loss = model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
+  if (tp) reduce_replicated(adapter, *tp);
+  out.adapter = std::move(adapter);
+  return out;
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  const double bound = kTolerance * std::max(max_abs(want), 1e-12);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], bound) << what << " element " << i;
+  }
+}
+
+void check_tp(const std::string& fixture, int size, double dropout, Checkpointing checkpointing) {
+  SCOPED_TRACE(fixture + " tp=" + std::to_string(size) + " dropout=" + std::to_string(dropout));
+  const fs::path dir = test::fixtures() / "golden" / fixture;
+  const LlamaWeights base = load_llama_weights(dir / "model");
+  LoraAdapter adapter = load_peft_adapter(dir / "adapter", base.config);
+  adapter.config.dropout = dropout;
+  const Result whole = run(base, adapter, nullptr, checkpointing);
+
+  std::vector<std::unique_ptr<Communicator>> comms = thread_communicators(size);
+  std::vector<Result> ranks(static_cast<size_t>(size));
+  std::vector<std::string> errors(static_cast<size_t>(size));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        const LlamaWeights local = slice_weights_for_tp(base, r, size);
+        ranks[static_cast<size_t>(r)] = run(local, slice_adapter_for_tp(adapter, r, size),
+                                            comms[static_cast<size_t>(r)].get(), checkpointing);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string& e : errors) ASSERT_EQ(e, "");
+
+  const LoraAdapter want_grads = [&] {
+    LoraAdapter g = whole.adapter;
+    for (auto& layer : g.layers) {
+      for (auto& m : layer) {
+        if (!m) continue;
+        m->a = m->grad_a;  // slice the gradients with the weights' layout
+        m->b = m->grad_b;
+      }
+    }
+    return g;
+  }();
+  for (int r = 0; r < size; ++r) {
+    const Result& got = ranks[static_cast<size_t>(r)];
+    EXPECT_NEAR(got.loss, whole.loss, kTolerance * std::fabs(whole.loss)) << "rank " << r;
+    expect_close(got.logits, whole.logits, "logits of rank " + std::to_string(r));
+    const LoraAdapter want = slice_adapter_for_tp(want_grads, r, size);
+    for (size_t layer = 0; layer < want.layers.size(); ++layer) {
+      for (LoraTarget target : kAllLoraTargets) {
+        const auto& w = want.layers[layer][static_cast<size_t>(target)];
+        const auto& g = got.adapter.layers[layer][static_cast<size_t>(target)];
+        ASSERT_EQ(w.has_value(), g.has_value());
+        if (!w) continue;
+        const std::string name = "rank " + std::to_string(r) + " " +
+                                 lora_tensor_name(static_cast<int64_t>(layer), target, 'A');
+        expect_close(g->grad_a, w->a, name + " grad");
+        expect_close(g->grad_b, w->b, name + " (B) grad");
+      }
+    }
+  }
+}
+
+TEST(TensorParallel, GqaModelOnTwoRanksEqualsTheWholeModel) {
+  check_tp("gqa_tied", 2, 0.0, Checkpointing::Off);
+}
+
+TEST(TensorParallel, MhaModelOnTwoAndFourRanks) {
+  check_tp("mha_plain", 2, 0.0, Checkpointing::On);
+  check_tp("mha_plain", 4, 0.0, Checkpointing::Off);
+}
+
+TEST(TensorParallel, DropoutMasksMatchTheWholeModel) {
+  // Row-parallel inputs are column slices: DropoutWindow gives them the whole input's mask.
+  check_tp("gqa_tied", 2, 0.3, Checkpointing::On);
+  check_tp("mha_plain", 4, 0.3, Checkpointing::Off);
+}
+
+TEST(TensorParallel, SlicedAdapterShardsJoinBackToTheWhole) {
+  // write_adapter_tp_shard of each rank's slice gives the files save_adapter_tp_shard writes
+  // from the whole adapter, and AdapterTpShards joins them back bit for bit.
+  const fs::path dir = test::fixtures() / "golden" / "mha_plain";
+  const LlamaWeights base = load_llama_weights(dir / "model");
+  const LoraAdapter adapter = load_peft_adapter(dir / "adapter", base.config);
+  test::TempDir from_parts, from_whole;
+  for (int r = 0; r < 4; ++r) {
+    write_adapter_tp_shard(from_parts.path(), slice_adapter_for_tp(adapter, r, 4), r, 4);
+    save_adapter_tp_shard(from_whole.path(), adapter, r, 4);
+    EXPECT_EQ(read_file(from_parts.path() / adapter_tp_shard_name(r, 4)),
+              read_file(from_whole.path() / adapter_tp_shard_name(r, 4)));
+  }
+  const AdapterTpShards shards = AdapterTpShards::open(from_parts.path());
+  std::vector<std::byte> scratch;
+  size_t checked = 0;
+  for (size_t i = 0; i < shards.tensors().size(); ++i) {
+    const auto parsed = parse_lora_tensor_name(shards.tensors()[i].name);
+    ASSERT_TRUE(parsed.has_value());
+    const auto& m =
+        adapter.layers[static_cast<size_t>(parsed->layer)][static_cast<size_t>(parsed->target)];
+    const std::vector<float>& want = parsed->matrix == 'A' ? m->a : m->b;
+    const auto bytes = shards.read(i, scratch);
+    ASSERT_EQ(bytes.size(), want.size() * sizeof(float));
+    EXPECT_EQ(std::memcmp(bytes.data(), want.data(), bytes.size()), 0) << shards.tensors()[i].name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2u * 7u * 2u);  // 2 layers x 7 targets x (A, B)
+}
+
+TEST(TensorParallel, SizesThatDoNotDivideAreRefused) {
+  const LlamaWeights base =
+      load_llama_weights(test::fixtures() / "golden" / "gqa_tied" / "model");  // 4 heads, 2 kv
+  EXPECT_NO_THROW(check_tensor_parallel_size(base.config, 2));
+  const std::string kv = test::error_of([&] { check_tensor_parallel_size(base.config, 4); });
+  EXPECT_NE(kv.find("--tensor_parallel_size 4 does not divide the model's num_key_value_heads (2)"),
+            std::string::npos)
+      << kv;
+  const std::string heads = test::error_of([&] { check_tensor_parallel_size(base.config, 3); });
+  EXPECT_NE(heads.find("num_attention_heads (4)"), std::string::npos) << heads;
+  EXPECT_NE(test::error_of([&] { check_tensor_parallel_size(base.config, 0); }).find("at least 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ll
