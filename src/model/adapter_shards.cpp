@@ -108,28 +108,24 @@ void save_adapter_tp_shard(const fs::path& dir, const LoraAdapter& adapter, int6
         std::string("tensor-parallel rank ") + std::to_string(rank) + " is outside 0.." +
             std::to_string(size - 1));
   const int64_t r = adapter.config.r;
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
-      if (!matrix) continue;
-      for (char which : {'A', 'B'}) {
-        const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
-        const int64_t rows = which == 'A' ? r : matrix->out;
-        const int64_t cols = which == 'A' ? matrix->in : r;
-        const size_t held = (which == 'A' ? matrix->a : matrix->b).size();
-        check(held == static_cast<size_t>(rows * cols), kOrigin,
-              std::string("tensor ") + quote_name(name) + " holds " + std::to_string(held) +
-                  " values, not " + std::to_string(rows * cols));
-        const TpSplit split = lora_tp_split(target, which);
-        if (split == TpSplit::Replicated) continue;
-        const int64_t dim = split == TpSplit::Rows ? rows : cols;
-        check(dim % size == 0, kOrigin,
-              std::string("tensor ") + quote_name(name) + ": dimension " +
-                  std::string(tp_split_text(split)) + " (" + std::to_string(dim) +
-                  ") does not divide by tensor_parallel_size " + std::to_string(size));
-      }
+  for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
+    for (char which : {'A', 'B'}) {
+      const std::string name = lora_tensor_name(layer, target, which);
+      const int64_t rows = which == 'A' ? r : matrix.out;
+      const int64_t cols = which == 'A' ? matrix.in : r;
+      const size_t held = (which == 'A' ? matrix.a : matrix.b).size();
+      check(held == static_cast<size_t>(rows * cols), kOrigin,
+            std::string("tensor ") + quote_name(name) + " holds " + std::to_string(held) +
+                " values, not " + std::to_string(rows * cols));
+      const TpSplit split = lora_tp_split(target, which);
+      if (split == TpSplit::Replicated) continue;
+      const int64_t dim = split == TpSplit::Rows ? rows : cols;
+      check(dim % size == 0, kOrigin,
+            std::string("tensor ") + quote_name(name) + ": dimension " +
+                std::string(tp_split_text(split)) + " (" + std::to_string(dim) +
+                ") does not divide by tensor_parallel_size " + std::to_string(size));
     }
-  }
+  });
   write_adapter_tp_shard(dir, slice_adapter_for_tp(adapter, rank, size), rank, size);
 }
 
@@ -139,23 +135,18 @@ void write_adapter_tp_shard(const fs::path& dir, const LoraAdapter& part, int64_
   std::vector<TensorToWrite> tensors;
   Metadata metadata = {
       {"format", "pt"}, {"tp_rank", std::to_string(rank)}, {"tp_size", std::to_string(size)}};
-  for (size_t layer = 0; layer < part.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = part.layers[layer][static_cast<size_t>(target)];
-      if (!matrix) continue;
-      for (char which : {'A', 'B'}) {
-        const std::vector<float>& values = which == 'A' ? matrix->a : matrix->b;
-        std::vector<int64_t> shape = which == 'A' ? std::vector<int64_t>{r, matrix->in}
-                                                  : std::vector<int64_t>{matrix->out, r};
-        TensorToWrite& t = tensors.emplace_back();
-        t.name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
-        t.shape = std::move(shape);
-        t.data = std::as_bytes(std::span(values.data(), values.size()));
-        metadata[std::string(kSplitKeyPrefix) + t.name] =
-            std::string(tp_split_text(lora_tp_split(target, which)));
-      }
+  for_each_lora_matrix(part, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
+    for (char which : {'A', 'B'}) {
+      const std::vector<float>& values = which == 'A' ? matrix.a : matrix.b;
+      TensorToWrite& t = tensors.emplace_back();
+      t.name = lora_tensor_name(layer, target, which);
+      t.shape =
+          which == 'A' ? std::vector<int64_t>{r, matrix.in} : std::vector<int64_t>{matrix.out, r};
+      t.data = std::as_bytes(std::span(values.data(), values.size()));
+      metadata[std::string(kSplitKeyPrefix) + t.name] =
+          std::string(tp_split_text(lora_tp_split(target, which)));
     }
-  }
+  });
   write_safetensors(dir / adapter_tp_shard_name(rank, size), tensors, metadata);
 }
 

@@ -25,8 +25,8 @@ inline constexpr std::array<LoraTarget, kLoraTargetCount> kAllLoraTargets = {
     LoraTarget::Q,    LoraTarget::K,  LoraTarget::V,   LoraTarget::O,
     LoraTarget::Gate, LoraTarget::Up, LoraTarget::Down};
 
-std::string_view lora_target_name(LoraTarget target);       // "q_proj", ..., "down_proj"
-std::string_view lora_target_block(LoraTarget target);      // "self_attn" or "mlp"
+std::string_view lora_target_name(LoraTarget target);                // "q_proj", ..., "down_proj"
+std::string_view lora_target_block(LoraTarget target);               // "self_attn" or "mlp"
 std::optional<LoraTarget> parse_lora_target(std::string_view name);  // also "model.q_proj"-free
 
 struct LoraConfig {
@@ -61,6 +61,18 @@ struct LoraAdapter {
   void zero_grad();
   int64_t parameter_count() const;
 };
+
+// Calls visit(layer, target, matrix) for every adapted projection of `adapter` (const or
+// not), by layer, then in kAllLoraTargets order: the order of LoraOptimizer's tensors.
+template <typename Adapter, typename Visit>
+void for_each_lora_matrix(Adapter& adapter, Visit&& visit) {
+  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      if (matrix) visit(static_cast<int64_t>(layer), target, *matrix);
+    }
+  }
+}
 
 // The (in, out) sizes of a projection for this model shape.
 std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarget target);

@@ -105,37 +105,29 @@ LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t 
   LoraAdapter local;
   local.config = full.config;
   local.layers.resize(full.layers.size());
-  for (size_t layer = 0; layer < full.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      const auto& whole = full.layers[layer][static_cast<size_t>(target)];
-      if (!whole) continue;
-      LoraMatrix part;
-      const bool row_parallel = lora_tp_split(target, 'A') == TpSplit::Columns;
-      const auto name = [&](char matrix) {
-        return lora_tensor_name(static_cast<int64_t>(layer), target, matrix);
-      };
-      if (row_parallel) {
-        check(whole->in % size == 0, kOrigin,
-              name('A') + ": " + std::to_string(whole->in) + " columns do not divide by " +
-                  std::to_string(size));
-        part.in = whole->in / size;
-        part.out = whole->out;
-        part.a = slice_matrix(whole->a, whole->in, 0, r, rank * part.in, (rank + 1) * part.in);
-        part.b = whole->b;
-      } else {
-        check(whole->out % size == 0, kOrigin,
-              name('B') + ": " + std::to_string(whole->out) + " rows do not divide by " +
-                  std::to_string(size));
-        part.in = whole->in;
-        part.out = whole->out / size;
-        part.a = whole->a;
-        part.b = slice_matrix(whole->b, r, rank * part.out, (rank + 1) * part.out, 0, r);
-      }
-      part.grad_a.assign(part.a.size(), 0.0f);
-      part.grad_b.assign(part.b.size(), 0.0f);
-      local.layers[layer][static_cast<size_t>(target)] = std::move(part);
+  for_each_lora_matrix(full, [&](int64_t layer, LoraTarget target, const LoraMatrix& whole) {
+    LoraMatrix part;
+    if (lora_tp_split(target, 'A') == TpSplit::Columns) {  // row-parallel: A split, B whole
+      check(whole.in % size == 0, kOrigin,
+            lora_tensor_name(layer, target, 'A') + ": " + std::to_string(whole.in) +
+                " columns do not divide by " + std::to_string(size));
+      part.in = whole.in / size;
+      part.out = whole.out;
+      part.a = slice_matrix(whole.a, whole.in, 0, r, rank * part.in, (rank + 1) * part.in);
+      part.b = whole.b;
+    } else {  // column-parallel: A whole, B split
+      check(whole.out % size == 0, kOrigin,
+            lora_tensor_name(layer, target, 'B') + ": " + std::to_string(whole.out) +
+                " rows do not divide by " + std::to_string(size));
+      part.in = whole.in;
+      part.out = whole.out / size;
+      part.a = whole.a;
+      part.b = slice_matrix(whole.b, r, rank * part.out, (rank + 1) * part.out, 0, r);
     }
-  }
+    part.grad_a.assign(part.a.size(), 0.0f);
+    part.grad_b.assign(part.b.size(), 0.0f);
+    local.layers[static_cast<size_t>(layer)][static_cast<size_t>(target)] = std::move(part);
+  });
   return local;
 }
 

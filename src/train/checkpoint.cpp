@@ -26,16 +26,11 @@ constexpr const char* kOrigin = "train";
 // Visits the LoRA tensors in LoraOptimizer's order: per layer, per target, A then B.
 template <typename Visit>
 void for_each_lora_tensor(const LoraAdapter& adapter, Visit visit) {
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
-      if (!matrix) continue;
-      visit(lora_tensor_name(static_cast<int64_t>(layer), target, 'A'),
-            std::vector<int64_t>{adapter.config.r, matrix->in});
-      visit(lora_tensor_name(static_cast<int64_t>(layer), target, 'B'),
-            std::vector<int64_t>{matrix->out, adapter.config.r});
-    }
-  }
+  const int64_t r = adapter.config.r;
+  for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
+    visit(lora_tensor_name(layer, target, 'A'), std::vector<int64_t>{r, m.in});
+    visit(lora_tensor_name(layer, target, 'B'), std::vector<int64_t>{m.out, r});
+  });
 }
 
 std::optional<int64_t> parse_checkpoint_step(const std::string& name) {

@@ -9,16 +9,12 @@ namespace ll {
 
 LoraOptimizer::LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings)
     : adapter_(adapter), settings_(settings) {
-  for (auto& layer : adapter_.layers) {
-    for (LoraTarget target : kAllLoraTargets) {
-      auto& matrix = layer[static_cast<size_t>(target)];
-      if (!matrix) continue;
-      slots_.push_back(
-          {&matrix->a, &matrix->grad_a, lora_tp_split(target, 'A') != TpSplit::Replicated});
-      slots_.push_back(
-          {&matrix->b, &matrix->grad_b, lora_tp_split(target, 'B') != TpSplit::Replicated});
-    }
-  }
+  for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, LoraMatrix& matrix) {
+    slots_.push_back(
+        {&matrix.a, &matrix.grad_a, lora_tp_split(target, 'A') != TpSplit::Replicated});
+    slots_.push_back(
+        {&matrix.b, &matrix.grad_b, lora_tp_split(target, 'B') != TpSplit::Replicated});
+  });
   for (const Slot& slot : slots_) {
     exp_avg_.emplace_back(slot.param->size(), 0.0f);
     exp_avg_sq_.emplace_back(slot.param->size(), 0.0f);

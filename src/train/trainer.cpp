@@ -337,18 +337,14 @@ void Trainer::reduce_gradients() {
   // gradient is summed over the data-parallel ranks. One flat buffer per reduction.
   const auto reduce = [&](Communicator& comm, bool replicated_only) {
     std::vector<std::vector<float>*> grads;
-    for (auto& layer : adapter_.layers) {
-      for (LoraTarget target : kAllLoraTargets) {
-        auto& matrix = layer[static_cast<size_t>(target)];
-        if (!matrix) continue;
-        if (!replicated_only || lora_tp_split(target, 'A') == TpSplit::Replicated) {
-          grads.push_back(&matrix->grad_a);
-        }
-        if (!replicated_only || lora_tp_split(target, 'B') == TpSplit::Replicated) {
-          grads.push_back(&matrix->grad_b);
-        }
+    for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, LoraMatrix& matrix) {
+      if (!replicated_only || lora_tp_split(target, 'A') == TpSplit::Replicated) {
+        grads.push_back(&matrix.grad_a);
       }
-    }
+      if (!replicated_only || lora_tp_split(target, 'B') == TpSplit::Replicated) {
+        grads.push_back(&matrix.grad_b);
+      }
+    });
     std::vector<float> flat;
     for (const auto* grad : grads) flat.insert(flat.end(), grad->begin(), grad->end());
     comm.all_reduce(flat.data(), static_cast<int64_t>(flat.size()), ReduceOp::Sum);

@@ -3,29 +3,18 @@
 // gradients exact.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/file.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
+#include "small_model.h"
 #include "test_util.h"
 
 namespace ll {
 namespace {
-
-LlamaConfig small_config() {
-  LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  return c;
-}
 
 LoraConfig all_targets(int64_t r, double alpha, bool rslora) {
   LoraConfig config;
@@ -51,7 +40,7 @@ TEST(Lora, ScaleIsAlphaOverROrOverSqrtR) {
 }
 
 TEST(Lora, InitIsKaimingUniformAWithZeroB) {
-  const LlamaConfig model = small_config();
+  const LlamaConfig model = test::small_llama_config();
   const LoraAdapter adapter = lora_init(model, all_targets(4, 8, false), 7);
   const LoraMatrix& down = *adapter.layers[1][static_cast<size_t>(LoraTarget::Down)];
   EXPECT_EQ(down.in, 24);
@@ -62,13 +51,12 @@ TEST(Lora, InitIsKaimingUniformAWithZeroB) {
   EXPECT_LE(max_seen, bound);
   EXPECT_GT(max_seen, 0.8 * bound);  // 96 uniform draws reach near the bound
   for (float b : down.b) EXPECT_EQ(b, 0.0f);
-  EXPECT_EQ(adapter.parameter_count(),
-            2 * (4 * (16 + 16) + 2 * 4 * (16 + 8) + 4 * (16 + 16) + 2 * 4 * (16 + 24) +
-                 4 * (24 + 16)));
+  EXPECT_EQ(adapter.parameter_count(), 2 * (4 * (16 + 16) + 2 * 4 * (16 + 8) + 4 * (16 + 16) +
+                                            2 * 4 * (16 + 24) + 4 * (24 + 16)));
 }
 
 TEST(Lora, BadSettingsAreOneLineErrors) {
-  const LlamaConfig model = small_config();
+  const LlamaConfig model = test::small_llama_config();
   EXPECT_NE(error_of([&] { lora_init(model, all_targets(0, 8, false), 0); }).find("lora_r"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_lora_targets("q_proj,qkv_proj"); }).find("'qkv_proj'"),
@@ -82,7 +70,7 @@ TEST(Lora, BadSettingsAreOneLineErrors) {
 
 TEST(PeftAdapter, SaveThenLoadIsExact) {
   test::TempDir dir;
-  const LlamaConfig model = small_config();
+  const LlamaConfig model = test::small_llama_config();
   LoraConfig config = all_targets(4, 16, true);
   config.targets[static_cast<size_t>(LoraTarget::Up)] = false;
   LoraAdapter adapter = lora_init(model, config, 3);
@@ -113,7 +101,7 @@ TEST(PeftAdapter, SaveThenLoadIsExact) {
 
 TEST(PeftAdapter, BrokenFoldersNameTheProblem) {
   test::TempDir dir;
-  const LlamaConfig model = small_config();
+  const LlamaConfig model = test::small_llama_config();
   save_peft_adapter(dir.path(), lora_init(model, all_targets(4, 8, false), 1), "");
   // An adapter made for another shape.
   LlamaConfig wider = model;

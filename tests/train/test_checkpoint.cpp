@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "small_model.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/training_args.h"
@@ -16,25 +17,13 @@
 namespace ll {
 namespace {
 
-LlamaConfig small_config() {
-  LlamaConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 4;
-  return c;
-}
-
 LoraAdapter trained_adapter() {
   LoraConfig lora;
   lora.r = 4;
   lora.alpha = 8;
   lora.dropout = 0.05;
   lora.targets = parse_lora_targets("q_proj,v_proj,down_proj");
-  return lora_init(small_config(), lora, 3);
+  return lora_init(test::small_llama_config(), lora, 3);
 }
 
 // Random gradients and two AdamW steps, so weights and moments are all non-trivial.
@@ -109,7 +98,7 @@ TEST(Checkpoint, RoundTripIsExact) {
         << "staging folder left behind: " << entry.path();
   }
 
-  const LoadedCheckpoint loaded = load_checkpoint(saved.dir, small_config());
+  const LoadedCheckpoint loaded = load_checkpoint(saved.dir, test::small_llama_config());
   EXPECT_EQ(loaded.optimizer_steps, 2);
   ASSERT_EQ(loaded.adapter.layers.size(), saved.adapter.layers.size());
   for (size_t layer = 0; layer < saved.adapter.layers.size(); ++layer) {
@@ -159,25 +148,27 @@ TEST(Checkpoint, DamagedCheckpointsNameTheFile) {
     SavedCheckpoint saved;
     const fs::path file = saved.dir / "adapter_model.safetensors";
     fs::resize_file(file, fs::file_size(file) / 2);
-    one_line_naming(error_of([&] { load_checkpoint(saved.dir, small_config()); }), file.string());
+    one_line_naming(error_of([&] { load_checkpoint(saved.dir, test::small_llama_config()); }),
+                    file.string());
   }
   {
     SavedCheckpoint saved;
     const fs::path file = saved.dir / "optimizer.safetensors";
     fs::resize_file(file, 40);
-    one_line_naming(error_of([&] { load_checkpoint(saved.dir, small_config()); }), file.string());
+    one_line_naming(error_of([&] { load_checkpoint(saved.dir, test::small_llama_config()); }),
+                    file.string());
   }
   for (const char* name : {"optimizer.safetensors", "trainer_state.json", "training_args.json",
                            "adapter_config.json"}) {
     SavedCheckpoint saved;
     fs::remove(saved.dir / name);
-    one_line_naming(error_of([&] { load_checkpoint(saved.dir, small_config()); }),
+    one_line_naming(error_of([&] { load_checkpoint(saved.dir, test::small_llama_config()); }),
                     (saved.dir / name).string());
   }
   {
     SavedCheckpoint saved;
     test::write_text(saved.dir / "trainer_state.json", "{\"global_step\": ");
-    one_line_naming(error_of([&] { load_checkpoint(saved.dir, small_config()); }),
+    one_line_naming(error_of([&] { load_checkpoint(saved.dir, test::small_llama_config()); }),
                     "trainer_state.json");
   }
   {
@@ -185,12 +176,13 @@ TEST(Checkpoint, DamagedCheckpointsNameTheFile) {
     auto state = nlohmann::json::parse(read_file(saved.dir / "trainer_state.json"));
     state["global_step"] = 3;  // disagrees with the optimizer's step
     test::write_text(saved.dir / "trainer_state.json", state.dump());
-    one_line_naming(error_of([&] { load_checkpoint(saved.dir, small_config()); }),
+    one_line_naming(error_of([&] { load_checkpoint(saved.dir, test::small_llama_config()); }),
                     "optimizer.safetensors");
   }
   test::TempDir empty;
-  one_line_naming(error_of([&] { load_checkpoint(empty / "checkpoint-9", small_config()); }),
-                  "checkpoint-9");
+  one_line_naming(
+      error_of([&] { load_checkpoint(empty / "checkpoint-9", test::small_llama_config()); }),
+      "checkpoint-9");
 }
 
 TEST(Checkpoint, ListedByStepRotatedAndResolved) {
