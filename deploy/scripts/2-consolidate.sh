@@ -19,8 +19,10 @@ checkpoint=${checkpoint%/}
 merged=${2:-${LL_MERGED:-$(dirname "$checkpoint")/merged}}
 require_dir "$checkpoint" LL_CHECKPOINT
 require_dir "$LL_MODEL" LL_MODEL
+require_dir "$LL_TOKENIZER" "LL_TOKENIZER (LL_TOKENIZER=\$LL_MODEL uses the model's own)"
 
 echo "2-consolidate.sh: $checkpoint -> $checkpoint/consolidated -> $merged"
 # --overwrite: running the step again replaces its outputs, only once the new ones are whole.
+# --tokenizer: the merged model carries the tokenizer training used (the Instruct model's).
 exec "$LL_BIN" consolidate -i "$checkpoint" -o "$checkpoint/consolidated" --overwrite \
-  --merge_into "$LL_MODEL" --merged_output "$merged"
+  --merge_into "$LL_MODEL" --merged_output "$merged" --tokenizer "$LL_TOKENIZER"

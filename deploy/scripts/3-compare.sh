@@ -20,11 +20,14 @@ fi
 require_dir "$merged" LL_MERGED
 require_dir "$LL_MODEL" LL_MODEL
 require_file "$LL_DATA" LL_DATA
+require_dir "$LL_TOKENIZER" "LL_TOKENIZER (LL_TOKENIZER=\$LL_MODEL uses the model's own)"
 
 interactive=()
 if [[ -t 0 && -t 1 ]]; then
   interactive=(--interactive)
 fi
-exec "$LL_BIN" compare --base "$LL_MODEL" --tuned "$merged" --data "$LL_DATA" \
+# Both models render prompts with the training tokenizer's chat template, as the seed does.
+exec "$LL_BIN" compare --base "$LL_MODEL" --tuned "$merged" --tokenizer "$LL_TOKENIZER" \
+  --data "$LL_DATA" \
   --examples "${LL_EXAMPLES:-94,99,123}" --max_new_tokens "${LL_MAX_NEW_TOKENS:-50}" \
   "${interactive[@]}" "$@"

@@ -28,6 +28,7 @@ constexpr const char* kOrigin = "compare";
 struct CompareOptions {
   std::string base;
   std::string tuned;
+  std::string tokenizer;  // empty: each model's own
   HeldOutFlags held_out;
   std::string examples = "94,99,123";  // the seed's choice
   int64_t max_new_tokens = 50;
@@ -89,7 +90,7 @@ void run_compare(const CompareOptions& o) {
   std::vector<std::string> base_answers;
   std::vector<std::string> tuned_answers;
   {
-    auto base = load_chat_model(o.base, {});
+    auto base = load_chat_model(o.base, {}, o.tokenizer);
     base_answers = generate_answers(*base, prompts, o.max_new_tokens, prompts.size());
     if (is_adapter_folder(tuned_dir)) {
       // The adapter goes onto the base already in memory.
@@ -98,7 +99,7 @@ void run_compare(const CompareOptions& o) {
     }
   }
   if (tuned_answers.empty()) {
-    auto tuned = load_chat_model(tuned_dir, {});
+    auto tuned = load_chat_model(tuned_dir, {}, o.tokenizer);
     tuned_answers = generate_answers(*tuned, prompts, o.max_new_tokens, prompts.size());
   }
 
@@ -148,6 +149,9 @@ void add_compare_command(CLI::App& app) {
   cmd->add_option("--tuned", o->tuned,
                   "Fine-tuned model folder (merged), or a PEFT adapter folder applied to --base")
       ->required();
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Tokenizer folder (tokenizer.json + chat template) for both models; default: "
+                  "each model's own (the seed uses the Instruct model's for its base too)");
   add_held_out_flags(*cmd, o->held_out);
   cmd->add_option("--examples", o->examples, "Indices into the evaluation split, comma-separated")
       ->capture_default_str();

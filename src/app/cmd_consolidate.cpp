@@ -25,6 +25,7 @@ struct ConsolidateCliOptions {
   std::string output;
   std::string merge_into;
   std::string merged_output;
+  std::string tokenizer;
   bool overwrite = false;
 };
 
@@ -33,6 +34,8 @@ void run_consolidate(const ConsolidateCliOptions& cli) {
       cli.overwrite ? StagedDir::Existing::Replace : StagedDir::Existing::Refuse;
   check(cli.merge_into.empty() == cli.merged_output.empty(), "consolidate",
         "--merge_into and --merged_output go together (the base model and the merged folder)");
+  check(cli.tokenizer.empty() || !cli.merge_into.empty(), "consolidate",
+        "--tokenizer applies to the merged model: add --merge_into and --merged_output");
   std::error_code ec;
   check(!fs::equivalent(cli.checkpoint, cli.output, ec), "consolidate",
         cli.output + ": is the checkpoint itself; choose another output folder");
@@ -50,6 +53,7 @@ void run_consolidate(const ConsolidateCliOptions& cli) {
   if (!cli.merge_into.empty()) {
     MergeOptions options;
     options.existing = existing;
+    options.tokenizer = cli.tokenizer;
     merged = merge_adapter(cli.merge_into, staged.path(), cli.merged_output, options);
   }
   staged.commit();
@@ -82,6 +86,10 @@ void add_consolidate_command(CLI::App& app) {
                   "also merge the adapter into this base model folder");
   cmd->add_option("--merged_output", options->merged_output,
                   "model folder to create with --merge_into");
+  cmd->add_option("--tokenizer", options->tokenizer,
+                  "with --merge_into: folder whose tokenizer files the merged model carries "
+                  "instead of the base's (the seed: the Instruct model's tokenizer and chat "
+                  "template)");
   cmd->callback([options] { run_consolidate(*options); });
 }
 

@@ -34,6 +34,7 @@ constexpr const char* kOrigin = "eval";
 struct EvalOptions {
   std::string model;
   std::string adapter;
+  std::string tokenizer;  // empty: the model's own
   HeldOutFlags held_out;
   int64_t limit = 100;  // rows generated and scored (sql); 0 = every held-out row
   int64_t max_new_tokens = 128;
@@ -84,7 +85,7 @@ void run_eval(const EvalOptions& o) {
   const std::vector<HeldOutExample> held_out = read_held_out(o.held_out);
   check(!held_out.empty(), kOrigin,
         o.held_out.data + ": the evaluation split is empty (give --eval_rows)");
-  auto model = load_chat_model(o.model, o.adapter);
+  auto model = load_chat_model(o.model, o.adapter, o.tokenizer);
   if (model->adapter) model->adapter->config.dropout = 0;  // evaluation: peft's eval mode
 
   const LossResult loss = eval_loss(*model, o);
@@ -155,6 +156,8 @@ void add_eval_command(CLI::App& app) {
       "Eval loss and perplexity on held-out rows; for sql also exact/valid/execution match");
   cmd->add_option("--model", o->model, "Model folder")->required();
   cmd->add_option("--adapter", o->adapter, "PEFT adapter folder applied to --model");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Tokenizer folder (tokenizer.json + chat template); default: the model's own");
   add_held_out_flags(*cmd, o->held_out);
   cmd->add_option("--limit", o->limit, "Held-out rows to generate and score (0: all)")
       ->capture_default_str();

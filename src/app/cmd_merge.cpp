@@ -22,6 +22,7 @@ struct MergeCliOptions {
   std::string max_shard_size = "5GB";
   bool overwrite = false;
   bool verify = false;
+  std::string tokenizer;
 };
 
 void run_merge(const MergeCliOptions& cli) {
@@ -30,6 +31,7 @@ void run_merge(const MergeCliOptions& cli) {
   options.max_shard_bytes = parse_max_shard_size(cli.max_shard_size, "--max_shard_size");
   options.existing = cli.overwrite ? StagedDir::Existing::Replace : StagedDir::Existing::Refuse;
   options.verify = cli.verify ? MergeVerify::On : MergeVerify::Off;
+  options.tokenizer = cli.tokenizer;
   const MergeResult result = merge_adapter(cli.model, cli.adapter, cli.output, options);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -66,6 +68,10 @@ void add_merge_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--overwrite", options->overwrite,
                 "replace the output folder if it exists (only once the new one is complete)");
+  cmd->add_option(
+      "--tokenizer", options->tokenizer,
+      "folder whose tokenizer files the merged model carries instead of the base's (the seed: "
+      "the Instruct model's tokenizer and chat template)");
   cmd->add_flag("--verify", options->verify,
                 "compare the merged model's logits with base + adapter on fixed prompts");
   cmd->callback([options] { run_merge(*options); });

@@ -12,11 +12,13 @@ bool is_adapter_folder(const fs::path& dir) {
   return fs::exists(dir / "adapter_config.json");
 }
 
-std::unique_ptr<ChatModel> load_chat_model(const fs::path& model_dir, const fs::path& adapter_dir) {
+std::unique_ptr<ChatModel> load_chat_model(const fs::path& model_dir, const fs::path& adapter_dir,
+                                           const fs::path& tokenizer_dir) {
   if (!fs::is_directory(model_dir)) fail("model", model_dir.string() + ": no such model folder");
+  const fs::path tokenizer = tokenizer_dir.empty() ? model_dir : tokenizer_dir;
   auto model = std::unique_ptr<ChatModel>(new ChatModel{
-      model_dir.string(), load_llama_weights(model_dir), std::nullopt, Tokenizer::load(model_dir),
-      ChatTemplate::load(model_dir), GenerationDefaults{}});
+      model_dir.string(), load_llama_weights(model_dir), std::nullopt, Tokenizer::load(tokenizer),
+      ChatTemplate::load(tokenizer), GenerationDefaults{}});
   model->defaults = load_generation_defaults(model_dir, model->weights.config);
   if (!adapter_dir.empty()) {
     model->adapter = load_peft_adapter(adapter_dir, model->weights.config);

@@ -32,8 +32,11 @@ struct ChatModel {
 };
 
 // A model folder (config, weights, tokenizer files) and an optional PEFT adapter folder
-// (empty path: none). The tokenizer and chat template come from the model folder.
-std::unique_ptr<ChatModel> load_chat_model(const fs::path& model_dir, const fs::path& adapter_dir);
+// (empty path: none). The tokenizer and chat template come from `tokenizer_dir`, or from the
+// model folder when it is empty (the seed renders prompts with the Instruct model's template
+// for the base model too).
+std::unique_ptr<ChatModel> load_chat_model(const fs::path& model_dir, const fs::path& adapter_dir,
+                                           const fs::path& tokenizer_dir = {});
 
 // Whether `dir` is a PEFT adapter folder (has adapter_config.json) rather than a model.
 bool is_adapter_folder(const fs::path& dir);

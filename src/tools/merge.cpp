@@ -30,8 +30,10 @@ namespace {
 constexpr std::string_view kOrigin = "merge";
 constexpr const char* kAdapterFile = "adapter_model.safetensors";
 // Copied from the base folder when present (config.json always is: the base needs one).
-constexpr const char* kCopiedFiles[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                        "tokenizer_config.json", "special_tokens_map.json"};
+constexpr const char* kModelFiles[] = {"config.json", "generation_config.json"};
+// Copied from the base folder, or from MergeOptions::tokenizer, when present.
+constexpr const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer_config.json",
+                                           "special_tokens_map.json"};
 
 std::string model_shape_text(const LlamaConfig& c) {
   return std::string("hidden_size ") + std::to_string(c.hidden_size) + ", intermediate_size " +
@@ -195,6 +197,12 @@ void copy_file_atomic(const fs::path& from, const fs::path& to) {
 
 MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, const fs::path& dir,
                                const MergeOptions& options) {
+  std::error_code exists_ec;
+  check(options.tokenizer.empty() ||
+            fs::is_regular_file(options.tokenizer / "tokenizer.json", exists_ec),
+        kOrigin,
+        "--tokenizer " + options.tokenizer.string() +
+            ": no tokenizer.json there (a tokenizer folder, e.g. the Instruct model's)");
   const LlamaConfig config = load_llama_config(base);
   const std::vector<LoraTensorName> adapter_tensors = check_adapter_fits(adapter, config, base);
   const LoraAdapter lora = load_peft_adapter(adapter, config);
@@ -257,8 +265,12 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
       write_sharded_safetensors_streaming(dir, layout, options.max_shard_bytes, {}, produce);
   release_mapped_pages(previous);
   std::error_code ec;
-  for (const char* name : kCopiedFiles) {
+  for (const char* name : kModelFiles) {
     if (fs::is_regular_file(base / name, ec)) copy_file_atomic(base / name, dir / name);
+  }
+  const fs::path tokenizer = options.tokenizer.empty() ? base : options.tokenizer;
+  for (const char* name : kTokenizerFiles) {
+    if (fs::is_regular_file(tokenizer / name, ec)) copy_file_atomic(tokenizer / name, dir / name);
   }
   return result;
 }

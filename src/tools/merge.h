@@ -12,7 +12,8 @@
 // gets none. The folder holds model.safetensors, or model-0000i-of-0000n.safetensors +
 // model.safetensors.index.json past max_shard_size (save_pretrained's split, 5GB default as
 // in transformers 4.46), config.json and, when the base has them, generation_config.json,
-// tokenizer.json, tokenizer_config.json and special_tokens_map.json, copied unchanged.
+// tokenizer.json, tokenizer_config.json and special_tokens_map.json, copied unchanged (the
+// tokenizer files from MergeOptions::tokenizer when set).
 //
 // Memory stays near the largest tensor: the base is memory-mapped, unchanged tensors are
 // written straight from the map, and each merged tensor is computed into one buffer and
@@ -35,6 +36,10 @@ struct MergeOptions {
   uint64_t max_shard_bytes = 5'000'000'000ull;  // transformers' "5GB"
   StagedDir::Existing existing = StagedDir::Existing::Refuse;
   MergeVerify verify = MergeVerify::Off;
+  // A folder whose tokenizer files (tokenizer.json required, tokenizer_config.json and
+  // special_tokens_map.json when present) the merged folder carries instead of the base's:
+  // the seed trains Meta-Llama-3-8B with the Instruct model's tokenizer and chat template.
+  fs::path tokenizer;
 };
 
 // How far the merged model's logits are from base + adapter on a few fixed prompts.

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "core/file.h"
 #include "test_util.h"
 
 namespace ll {
@@ -97,6 +98,60 @@ TEST_F(CompareEval, AdapterFolderAndItsBaseGiveTheSameAnswersAsGenerate) {
   for (const char* section : {"PROMPT:", "BASE MODEL OUTPUT:", "FINETUNED MODEL OUTPUT:"}) {
     EXPECT_NE(text.out.find(section), std::string::npos) << section;
   }
+}
+
+TEST_F(CompareEval, ATokenizerFolderStandsInForABaseWithoutChatTemplate) {
+  // The seed's base (Meta-Llama-3-8B) has no chat template; it trains, merges and compares
+  // with the Instruct model's tokenizer. Here: the tiny model without its template as the
+  // base, and the tiny model's own folder as the tokenizer.
+  const fs::path root = (*dir_).path();
+  fs::copy(root / "model", root / "bare", fs::copy_options::recursive);
+  auto config = nlohmann::json::parse(read_file(root / "bare" / "tokenizer_config.json"));
+  config.erase("chat_template");
+  test::write_text(root / "bare" / "tokenizer_config.json", config.dump());
+  const std::string common =
+      " --data " + path("sql.jsonl") + " --eval_rows 40 --examples 0,7 --max_new_tokens 6 --json";
+
+  const auto refused =
+      run_llama_lora("compare --base " + path("bare") + " --tuned " + path("run") + common);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("no chat_template"), std::string::npos) << refused.err;
+
+  const auto own =
+      run_llama_lora("compare --base " + path("model") + " --tuned " + path("run") + common);
+  const auto lent = run_llama_lora("compare --base " + path("bare") + " --tuned " + path("run") +
+                                   " --tokenizer " + path("model") + common);
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  ASSERT_EQ(lent.exit_code, 0) << lent.err;
+  const auto own_json = nlohmann::json::parse(own.out);
+  const auto lent_json = nlohmann::json::parse(lent.out);
+  ASSERT_EQ(own_json["examples"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(lent_json["examples"][i]["base_output"], own_json["examples"][i]["base_output"]);
+    EXPECT_EQ(lent_json["examples"][i]["tuned_output"], own_json["examples"][i]["tuned_output"]);
+  }
+
+  // consolidate --merge_into the bare base with --tokenizer: the merged folder carries the
+  // lent tokenizer files, so compare needs no --tokenizer for it.
+  const auto merged = run_llama_lora(
+      "consolidate -i " + path("run/checkpoint-2") + " -o " + path("joined") + " --merge_into " +
+      path("bare") + " --merged_output " + path("merged") + " --tokenizer " + path("model"));
+  ASSERT_EQ(merged.exit_code, 0) << merged.err;
+  EXPECT_EQ(read_file(root / "merged" / "tokenizer_config.json"),
+            read_file(root / "model" / "tokenizer_config.json"));
+  EXPECT_EQ(read_file(root / "merged" / "config.json"), read_file(root / "bare" / "config.json"));
+  const auto eval =
+      run_llama_lora("eval --model " + path("bare") + " --tokenizer " + path("model") + " --data " +
+                     path("sql.jsonl") + " --eval_rows 40 --limit 1 --max_new_tokens 4 --json");
+  EXPECT_EQ(eval.exit_code, 0) << eval.err;
+
+  const auto no_tokenizer =
+      run_llama_lora("merge --model " + path("bare") + " --adapter " + path("joined") + " -o " +
+                     path("merged2") + " --tokenizer " + path("nothing"));
+  EXPECT_NE(no_tokenizer.exit_code, 0);
+  EXPECT_NE(no_tokenizer.err.find("--tokenizer"), std::string::npos) << no_tokenizer.err;
+  EXPECT_NE(no_tokenizer.err.find("no tokenizer.json"), std::string::npos) << no_tokenizer.err;
+  EXPECT_FALSE(fs::exists(root / "merged2"));
 }
 
 TEST_F(CompareEval, BadInputIsOneLine) {
