@@ -21,6 +21,7 @@
 
 #include "backend/cpu/attention.h"
 #include "backend/cpu/attention_decode.h"
+#include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/rope.h"
@@ -33,6 +34,7 @@ using cpu::Accumulate;
 using cpu::AttentionShape;
 using cpu::DecodeAttentionShape;
 using cpu::DropoutWindow;
+using VocabShard = cpu::VocabShard<float>;
 using cpu::RopeTable;
 using cpu::Transpose;
 using cpu::WeightView;
@@ -104,15 +106,19 @@ class Backend {
                                 Accumulate accumulate, DropoutWindow window) = 0;
 
   // ---- LM head + cross-entropy over chunks of tokens (never the whole logits) ----
-  // labels: host [tokens], -100 = ignored. Returns loss_scale · Σ loss, writes dh.
+  // labels: host [tokens], -100 = ignored. Returns loss_scale · Σ loss, writes dh. With a
+  // `shard`, w_lm holds `vocab` rows of the whole vocabulary and dh is this rank's share
+  // (cpu/cross_entropy.h VocabShard; the reductions run on the shard's communicator).
   virtual double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                                 const int32_t* labels, int64_t tokens,
                                                 int64_t hidden, int64_t vocab, double loss_scale,
-                                                int64_t chunk_tokens) = 0;
+                                                int64_t chunk_tokens,
+                                                const VocabShard* shard = nullptr) = 0;
   // loss[tokens] per token (0 where ignored).
   virtual void cross_entropy_forward(float* loss, const float* h, WeightView w_lm,
                                      const int32_t* labels, int64_t tokens, int64_t hidden,
-                                     int64_t vocab, int64_t chunk_tokens) = 0;
+                                     int64_t vocab, int64_t chunk_tokens,
+                                     const VocabShard* shard = nullptr) = 0;
   // logits[n_rows, vocab] of the rows `rows` (host) of h[tokens, hidden].
   virtual void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                               int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) = 0;

@@ -162,6 +162,23 @@ void LlamaLoraModel::tp_sum(float* data, int64_t count) {
   if (tensor_parallel()) options_.tensor_parallel->all_reduce(data, count, ReduceOp::Sum);
 }
 
+int64_t LlamaLoraModel::lm_head_rows() const {
+  return base_.lm_head_rows > 0 ? base_.lm_head_rows : base_.config.vocab_size;
+}
+
+const VocabShard* LlamaLoraModel::vocab_shard() {
+  if (!tensor_parallel() || lm_head_rows() == base_.config.vocab_size) return nullptr;
+  if (!vocab_shard_.reduce) {
+    Communicator* tp = options_.tensor_parallel;
+    vocab_shard_.first = base_.lm_head_first;
+    vocab_shard_.full_vocab = base_.config.vocab_size;
+    vocab_shard_.reduce = [tp](float* values, int64_t count, bool max) {
+      tp->all_reduce(values, count, max ? ReduceOp::Max : ReduceOp::Sum);
+    };
+  }
+  return &vocab_shard_;
+}
+
 DropoutMask LlamaLoraModel::dropout_mask(int64_t layer, LoraTarget target, int64_t in) const {
   DropoutMask mask;
   mask.key = dropout_seed_ * 0x100000001b3ull ^ (static_cast<uint64_t>(layer) << 40) ^
@@ -347,9 +364,11 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   forward_layers(batch);
   const int64_t n = batch.tokens();
   Buffer d_hidden(backend_, n * c.hidden_size);  // [N, hidden]
+  const VocabShard* shard = vocab_shard();
   const double loss = backend_.cross_entropy_forward_backward(
       d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n, c.hidden_size,
-      c.vocab_size, loss_scale, options_.loss_chunk_tokens);
+      lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
+  if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
   Buffer d_x(backend_, n * c.hidden_size);  // [N, hidden] gradient of the residual stream
   backend_.rmsnorm_backward(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
                             final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
@@ -375,8 +394,8 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch) {
   const int64_t n = batch.tokens();
   Buffer losses(backend_, n);  // [N]
   backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), base_.lm_head,
-                                 batch.targets.data(), n, c.hidden_size, c.vocab_size,
-                                 options_.loss_chunk_tokens);
+                                 batch.targets.data(), n, c.hidden_size, lm_head_rows(),
+                                 options_.loss_chunk_tokens, vocab_shard());
   std::vector<float> host(static_cast<size_t>(n));
   backend_.download(host.data(), losses.data(), n);
   double sum = 0;
@@ -390,12 +409,25 @@ std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch) {
   const int64_t n = batch.tokens();
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
-  Buffer logits(backend_, n * c.vocab_size);  // [N, vocab]
+  const int64_t here = lm_head_rows();
+  Buffer logits(backend_, n * here);  // [N, this rank's vocabulary rows]
   backend_.lm_head_logits(logits.data(), final_hidden_.data(), base_.lm_head, rows.data(), n, n,
-                          c.hidden_size, c.vocab_size);
-  std::vector<float> host(static_cast<size_t>(n * c.vocab_size));
-  backend_.download(host.data(), logits.data(), n * c.vocab_size);
-  return host;
+                          c.hidden_size, here);
+  std::vector<float> host(static_cast<size_t>(n * here));
+  backend_.download(host.data(), logits.data(), n * here);
+  if (here == c.vocab_size) return host;
+  // Split LM head: gather every rank's columns, [rank][N, here] -> [N, vocab].
+  Communicator& tp = *options_.tensor_parallel;
+  std::vector<float> parts(static_cast<size_t>(n * c.vocab_size));
+  tp.all_gather(host.data(), n * here, parts.data());
+  std::vector<float> whole(parts.size());
+  for (int64_t rank = 0; rank < tp.size(); ++rank) {
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(parts.data() + (rank * n + t) * here, here,
+                  whole.data() + t * c.vocab_size + rank * here);
+    }
+  }
+  return whole;
 }
 
 }  // namespace ll

@@ -93,6 +93,10 @@ class LlamaLoraModel {
   DropoutMask dropout_mask(int64_t layer, LoraTarget target, int64_t in) const;
   bool tensor_parallel() const;
   void tp_sum(float* data, int64_t count);
+  // The LM head's rows here (the whole vocabulary unless split), and the shard that combines
+  // the cross-entropy over the group when it is split (else null).
+  int64_t lm_head_rows() const;
+  const VocabShard* vocab_shard();
 
   const LlamaWeights& base_;
   LoraAdapter* adapter_;
@@ -104,6 +108,7 @@ class LlamaLoraModel {
   std::vector<Buffer> layer_inputs_;                      // [layers + 1][tokens, hidden]
   Buffer final_hidden_;                                   // [tokens, hidden] after the final norm
   Buffer final_rstd_;                                     // [tokens]
+  VocabShard vocab_shard_;                                // set when the LM head is split
 };
 
 }  // namespace ll

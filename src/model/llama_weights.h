@@ -31,6 +31,10 @@ struct LlamaWeights {
   std::vector<LlamaLayerWeights> layers;
   cpu::WeightView norm;     // [hidden]
   cpu::WeightView lm_head;  // [vocab, hidden]; the embedding when tie_word_embeddings
+  // A tensor-parallel share (model/tensor_parallel.h) may hold only rows
+  // [lm_head_first, lm_head_first + lm_head_rows) of the LM head; lm_head_rows 0: all of them.
+  int64_t lm_head_first = 0;
+  int64_t lm_head_rows = 0;
   // Keeps the mapping (and any realigned copies) alive as long as the views.
   std::shared_ptr<const SafetensorsModel> storage;
   std::vector<std::vector<std::byte>> realigned;

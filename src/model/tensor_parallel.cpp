@@ -66,6 +66,11 @@ LlamaWeights slice_weights_for_tp(const LlamaWeights& full, int64_t rank, int64_
   local.embed_tokens = full.embed_tokens;
   local.norm = full.norm;
   local.lm_head = full.lm_head;
+  if (c.vocab_size % size == 0 && size > 1) {
+    local.lm_head_rows = c.vocab_size / size;
+    local.lm_head_first = rank * local.lm_head_rows;
+    local.lm_head = offset_rows(full.lm_head, c.hidden_size, local.lm_head_first);
+  }
   local.storage = full.storage;
   const int64_t hidden = c.hidden_size;
   const int64_t q_out = local.config.num_attention_heads * c.head_dim;

@@ -7,10 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <barrier>
 #include <cfloat>
 #include <cmath>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/dtype.h"
@@ -202,6 +204,61 @@ TEST(CrossEntropy, AllIgnoredGivesZeroLossAndGradient) {
   dh.expect_guards_intact("dh");
   EXPECT_EQ(loss, 0.0);
   for (size_t i = 0; i < dh.size(); ++i) ASSERT_EQ(dh[i], 0.0f);
+}
+
+TEST(CrossEntropy, VocabShardsCombineToTheWholeVocabulary) {
+  // Three "ranks" (threads) each hold a third of W_lm's rows; their reductions meet at a
+  // barrier. Every rank's loss must be the whole vocabulary's, and the ranks' dh shares must
+  // sum to the whole dh. In double, so the only differences are summation order (1e-12).
+  const Problem p = make_problem(23, 16, 96, 41);
+  const std::vector<double> h = test::convert<double>(p.h);
+  const Naive expected = naive_cross_entropy(h, p, 0.25);
+  constexpr int kRanks = 3;
+  const int64_t rows = p.vocab / kRanks;
+  std::barrier sync(kRanks);
+  std::vector<std::vector<double>> slots(kRanks);
+  std::vector<double> losses(kRanks);
+  std::vector<std::vector<double>> per_token(kRanks);
+  std::vector<std::vector<double>> dh(kRanks, std::vector<double>(h.size()));
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    threads.emplace_back([&, rank] {
+      VocabShard<double> shard;
+      shard.first = rank * rows;
+      shard.full_vocab = p.vocab;
+      shard.reduce = [&, rank](double* values, int64_t count, bool max) {
+        slots[static_cast<size_t>(rank)].assign(values, values + count);
+        sync.arrive_and_wait();
+        for (int64_t i = 0; i < count; ++i) {
+          double combined = slots[0][static_cast<size_t>(i)];
+          for (int other = 1; other < kRanks; ++other) {
+            const double v = slots[static_cast<size_t>(other)][static_cast<size_t>(i)];
+            combined = max ? std::max(combined, v) : combined + v;
+          }
+          values[i] = combined;
+        }
+        sync.arrive_and_wait();
+      };
+      const WeightView w = weight_f32(p.w.data() + shard.first * p.hidden);
+      losses[static_cast<size_t>(rank)] = cross_entropy_forward_backward(
+          dh[static_cast<size_t>(rank)].data(), h.data(), w, p.labels.data(), p.tokens, p.hidden,
+          rows, 0.25, 5, &shard);
+      per_token[static_cast<size_t>(rank)].resize(static_cast<size_t>(p.tokens));
+      cross_entropy_forward(per_token[static_cast<size_t>(rank)].data(), h.data(), w,
+                            p.labels.data(), p.tokens, p.hidden, rows, 4, &shard);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int rank = 0; rank < kRanks; ++rank) {
+    EXPECT_NEAR(losses[static_cast<size_t>(rank)], expected.loss, 1e-12 * std::abs(expected.loss));
+    test::expect_all_near("per-token loss", per_token[static_cast<size_t>(rank)],
+                          expected.per_token, 1e-12, 1e-12);
+  }
+  std::vector<double> dh_sum(h.size(), 0.0);
+  for (const auto& share : dh) {
+    for (size_t i = 0; i < share.size(); ++i) dh_sum[i] += share[i];
+  }
+  test::expect_all_near("dh", dh_sum, expected.dh, 1e-12, 1e-12);
 }
 
 TEST(CrossEntropy, BadLabelsAndChunkSizeThrow) {

@@ -546,15 +546,15 @@ class CountingBackend final : public Backend {
   }
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,
-                                        int64_t vocab, double loss_scale,
-                                        int64_t chunk_tokens) override {
+                                        int64_t vocab, double loss_scale, int64_t chunk_tokens,
+                                        const VocabShard* shard) override {
     return cpu().cross_entropy_forward_backward(dh, h, w_lm, labels, tokens, hidden, vocab,
-                                                loss_scale, chunk_tokens);
+                                                loss_scale, chunk_tokens, shard);
   }
   void cross_entropy_forward(float* loss, const float* h, WeightView w_lm, const int32_t* labels,
-                             int64_t tokens, int64_t hidden, int64_t vocab,
-                             int64_t chunk_tokens) override {
-    cpu().cross_entropy_forward(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens);
+                             int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
+                             const VocabShard* shard) override {
+    cpu().cross_entropy_forward(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens, shard);
   }
   void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                       int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) override {

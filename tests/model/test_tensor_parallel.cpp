@@ -11,11 +11,14 @@
 #include <cmath>
 #include <thread>
 
+#include "core/file.h"
+#include "formats/random_weights.h"
 #include "model/adapter_shards.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
 #include "model/tensor_parallel.h"
 #include "parallel/communicator.h"
+#include "small_model.h"
 #include "test_util.h"
 
 namespace ll {
@@ -90,11 +93,9 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
   }
 }
 
-void check_tp(const std::string& fixture, int size, double dropout, Checkpointing checkpointing) {
-  SCOPED_TRACE(fixture + " tp=" + std::to_string(size) + " dropout=" + std::to_string(dropout));
-  const fs::path dir = test::fixtures() / "golden" / fixture;
-  const LlamaWeights base = load_llama_weights(dir / "model");
-  LoraAdapter adapter = load_peft_adapter(dir / "adapter", base.config);
+void check_tp_model(const LlamaWeights& base, LoraAdapter adapter, int size, double dropout,
+                    Checkpointing checkpointing) {
+  SCOPED_TRACE("tp=" + std::to_string(size) + " dropout=" + std::to_string(dropout));
   adapter.config.dropout = dropout;
   const Result whole = run(base, adapter, nullptr, checkpointing);
 
@@ -147,6 +148,14 @@ void check_tp(const std::string& fixture, int size, double dropout, Checkpointin
   }
 }
 
+void check_tp(const std::string& fixture, int size, double dropout, Checkpointing checkpointing) {
+  SCOPED_TRACE(fixture);
+  const fs::path dir = test::fixtures() / "golden" / fixture;
+  const LlamaWeights base = load_llama_weights(dir / "model");
+  check_tp_model(base, load_peft_adapter(dir / "adapter", base.config), size, dropout,
+                 checkpointing);
+}
+
 TEST(TensorParallel, GqaModelOnTwoRanksEqualsTheWholeModel) {
   check_tp("gqa_tied", 2, 0.0, Checkpointing::Off);
 }
@@ -160,6 +169,43 @@ TEST(TensorParallel, DropoutMasksMatchTheWholeModel) {
   // Row-parallel inputs are column slices: DropoutWindow gives them the whole input's mask.
   check_tp("gqa_tied", 2, 0.3, Checkpointing::On);
   check_tp("mha_plain", 4, 0.3, Checkpointing::Off);
+}
+
+TEST(TensorParallel, SplitLmHeadCombinesTheLossAndGathersTheLogits) {
+  // The golden fixtures' vocabularies (97, 61) are prime, so their LM head stays whole; a
+  // random model with vocabulary 96 (tied embeddings) splits it by rows on 2 and 4 ranks.
+  LlamaConfig config = test::small_llama_config();
+  config.vocab_size = 96;
+  config.num_key_value_heads = 4;  // so that 4 ranks divide the kv heads
+  config.tie_word_embeddings = true;
+  config.torch_dtype = "float32";
+  test::TempDir dir;
+  write_file_atomic(dir / "config.json", llama_config_to_json(config).dump());
+  RandomWeightsOptions weights_options;
+  weights_options.seed = 5;
+  write_random_llama_weights(dir.path(), config, weights_options);
+  const LlamaWeights base = load_llama_weights(dir.path());
+  const LlamaWeights half = slice_weights_for_tp(base, 1, 2);
+  EXPECT_EQ(half.lm_head_first, 48);
+  EXPECT_EQ(half.lm_head_rows, 48);
+
+  LoraConfig lora;
+  lora.r = 4;
+  lora.alpha = 8;
+  lora.targets.fill(true);
+  LoraAdapter adapter = lora_init(base.config, lora, 3);
+  // B starts at zero; give it values so that every LoRA path carries a gradient to A.
+  uint32_t state = 1;
+  for (auto& layer : adapter.layers) {
+    for (auto& m : layer) {
+      for (float& b : m->b) {
+        state = state * 1664525u + 1013904223u;
+        b = (static_cast<float>(state >> 8) / 16777216.0f - 0.5f) * 0.2f;
+      }
+    }
+  }
+  check_tp_model(base, adapter, 2, 0.0, Checkpointing::Off);
+  check_tp_model(base, adapter, 4, 0.2, Checkpointing::On);
 }
 
 TEST(TensorParallel, SlicedAdapterShardsJoinBackToTheWhole) {

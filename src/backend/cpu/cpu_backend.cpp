@@ -133,15 +133,18 @@ void CpuBackend::dropout_backward(float* dx, const float* dy, int64_t n, double 
 double CpuBackend::cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                                   const int32_t* labels, int64_t tokens,
                                                   int64_t hidden, int64_t vocab, double loss_scale,
-                                                  int64_t chunk_tokens) {
+                                                  int64_t chunk_tokens,
+                                                  const ll::VocabShard* shard) {
   return cpu::cross_entropy_forward_backward<float>(dh, h, w_lm, labels, tokens, hidden, vocab,
-                                                    loss_scale, chunk_tokens);
+                                                    loss_scale, chunk_tokens, shard);
 }
 
 void CpuBackend::cross_entropy_forward(float* loss, const float* h, WeightView w_lm,
                                        const int32_t* labels, int64_t tokens, int64_t hidden,
-                                       int64_t vocab, int64_t chunk_tokens) {
-  cpu::cross_entropy_forward<float>(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens);
+                                       int64_t vocab, int64_t chunk_tokens,
+                                       const ll::VocabShard* shard) {
+  cpu::cross_entropy_forward<float>(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens,
+                                    shard);
 }
 
 void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,

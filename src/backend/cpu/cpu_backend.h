@@ -55,11 +55,11 @@ class CpuBackend final : public Backend {
 
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,
-                                        int64_t vocab, double loss_scale,
-                                        int64_t chunk_tokens) override;
+                                        int64_t vocab, double loss_scale, int64_t chunk_tokens,
+                                        const ll::VocabShard* shard) override;
   void cross_entropy_forward(float* loss, const float* h, WeightView w_lm, const int32_t* labels,
-                             int64_t tokens, int64_t hidden, int64_t vocab,
-                             int64_t chunk_tokens) override;
+                             int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
+                             const ll::VocabShard* shard) override;
   void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                       int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) override;
 };

@@ -18,58 +18,38 @@ namespace {
 enum class Gradient : uint8_t { No, Yes };
 
 void check_arguments(const int32_t* labels, int64_t tokens, int64_t hidden, int64_t vocab,
-                     int64_t chunk_tokens) {
-  check(tokens >= 0 && hidden > 0 && vocab > 0, "cross_entropy",
+                     int64_t full_vocab, int64_t chunk_tokens) {
+  check(tokens >= 0 && hidden > 0 && vocab > 0 && vocab <= full_vocab, "cross_entropy",
         "bad sizes: tokens=" + std::to_string(tokens) + " hidden=" + std::to_string(hidden) +
-            " vocab=" + std::to_string(vocab));
+            " vocab=" + std::to_string(vocab) + " of " + std::to_string(full_vocab));
   check(chunk_tokens >= 1, "cross_entropy",
         "chunk_tokens must be at least 1, got " + std::to_string(chunk_tokens));
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t label = labels[t];
-    check(label == kIgnoreLabel || (label >= 0 && label < vocab), "cross_entropy",
+    check(label == kIgnoreLabel || (label >= 0 && label < full_vocab), "cross_entropy",
           "label " + std::to_string(label) + " at token " + std::to_string(t) +
-              " is outside the vocabulary of " + std::to_string(vocab) + " (and not -100)");
+              " is outside the vocabulary of " + std::to_string(full_vocab) + " (and not -100)");
   }
 }
 
-// The loss of one row of logits [vocab] against `label`. With Gradient::Yes the row is
-// replaced by its gradient, scale · (softmax - onehot(label)).
-template <typename T>
-T row_loss(T* row, int64_t vocab, int32_t label, T scale, Gradient gradient) {
-  T max_logit = row[0];
-  for (int64_t v = 1; v < vocab; ++v) max_logit = std::max(max_logit, row[v]);
-  const T label_logit = row[label];
-  // Σ exp(logit - max) over 8 lanes (a shorter rounding chain than one running sum); with a
-  // gradient to come, keep each exp in the row so it is computed once.
-  constexpr int kLanes = 8;
-  T lanes[kLanes] = {};
-  for (int64_t v = 0; v < vocab; ++v) {
-    const T e = std::exp(row[v] - max_logit);
-    lanes[v % kLanes] += e;
-    if (gradient == Gradient::Yes) row[v] = e;
-  }
-  T sum = T(0);
-  for (T lane : lanes) sum += lane;
-  if (gradient == Gradient::Yes) {
-    const T factor = scale / sum;  // softmax = e / sum
-    for (int64_t v = 0; v < vocab; ++v) row[v] *= factor;
-    row[label] -= scale;
-  }
-  return (max_logit - label_logit) + std::log(sum);
-}
-
-// The shared loop. With Gradient::Yes writes dh and per-row losses of labelled tokens into
-// `losses` (indexed like `rows`); with Gradient::No only the losses.
+// The shared loop over chunks of labelled rows. Per row of logits [vocab] (this rank's
+// columns [first, first + vocab) of the whole vocabulary): the maximum, then Σ exp(logit -
+// max) over 8 lanes (a shorter rounding chain than one running sum) and the label's logit,
+// each combined over the ranks by shard->reduce when sharded; loss = max - label logit +
+// log Σ. With Gradient::Yes the row becomes scale · (softmax - onehot(label)) and dh gets
+// row · W_lm (this rank's share).
 template <typename T>
 void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, const int32_t* labels,
                 const std::vector<int64_t>& rows, int64_t hidden, int64_t vocab, T scale,
-                int64_t chunk_tokens, Gradient gradient) {
+                int64_t chunk_tokens, Gradient gradient, const VocabShard<T>* shard) {
   const int64_t n_rows = static_cast<int64_t>(rows.size());
   const int64_t chunk = std::min(chunk_tokens, n_rows);
+  const int64_t first = shard ? shard->first : 0;
   losses.assign(rows.size(), T(0));
   if (n_rows == 0) return;
   std::vector<T> h_chunk(static_cast<size_t>(chunk * hidden));  // [chunk, hidden] T
   std::vector<T> logits(static_cast<size_t>(chunk * vocab));    // [chunk, vocab] T
+  std::vector<T> stats(static_cast<size_t>(3 * chunk));         // max | Σexp | label logit
   std::vector<T> dh_chunk;                                      // [chunk, hidden] T
   if (gradient == Gradient::Yes) dh_chunk.resize(h_chunk.size());
 
@@ -79,10 +59,45 @@ void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, cons
       std::copy_n(h + rows[c0 + r] * hidden, hidden, h_chunk.data() + r * hidden);
     }
     linear_forward(logits.data(), h_chunk.data(), w_lm, count, hidden, vocab, Accumulate::No);
-#pragma omp parallel for schedule(static) if (count * vocab >= 32768)
+    T* row_max = stats.data();
+    T* row_sum = stats.data() + count;
+    T* label_logit = stats.data() + 2 * count;
+    const bool parallel_rows = count * vocab >= 32768;
+#pragma omp parallel for schedule(static) if (parallel_rows)
     for (int64_t r = 0; r < count; ++r) {
-      losses[c0 + r] =
-          row_loss(logits.data() + r * vocab, vocab, labels[rows[c0 + r]], scale, gradient);
+      const T* row = logits.data() + r * vocab;
+      T m = row[0];
+      for (int64_t v = 1; v < vocab; ++v) m = std::max(m, row[v]);
+      row_max[r] = m;
+    }
+    if (shard) shard->reduce(row_max, count, true);
+#pragma omp parallel for schedule(static) if (parallel_rows)
+    for (int64_t r = 0; r < count; ++r) {
+      T* row = logits.data() + r * vocab;
+      const int64_t local = labels[rows[c0 + r]] - first;
+      label_logit[r] = local >= 0 && local < vocab ? row[local] : T(0);
+      // With a gradient to come, keep each exp in the row so it is computed once.
+      constexpr int kLanes = 8;
+      T lanes[kLanes] = {};
+      for (int64_t v = 0; v < vocab; ++v) {
+        const T e = std::exp(row[v] - row_max[r]);
+        lanes[v % kLanes] += e;
+        if (gradient == Gradient::Yes) row[v] = e;
+      }
+      T sum = T(0);
+      for (T lane : lanes) sum += lane;
+      row_sum[r] = sum;
+    }
+    if (shard) shard->reduce(row_sum, 2 * count, false);  // Σexp and label logits
+#pragma omp parallel for schedule(static) if (parallel_rows)
+    for (int64_t r = 0; r < count; ++r) {
+      losses[c0 + r] = (row_max[r] - label_logit[r]) + std::log(row_sum[r]);
+      if (gradient == Gradient::No) continue;
+      T* row = logits.data() + r * vocab;
+      const T factor = scale / row_sum[r];  // softmax = e / sum
+      for (int64_t v = 0; v < vocab; ++v) row[v] *= factor;
+      const int64_t local = labels[rows[c0 + r]] - first;
+      if (local >= 0 && local < vocab) row[local] -= scale;
     }
     if (gradient == Gradient::No) continue;
     linear_backward_input(dh_chunk.data(), logits.data(), w_lm, count, hidden, vocab,
@@ -106,8 +121,9 @@ std::vector<int64_t> labelled_rows(const int32_t* labels, int64_t tokens) {
 template <typename T>
 double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const int32_t* labels,
                                       int64_t tokens, int64_t hidden, int64_t vocab,
-                                      double loss_scale, int64_t chunk_tokens) {
-  check_arguments(labels, tokens, hidden, vocab, chunk_tokens);
+                                      double loss_scale, int64_t chunk_tokens,
+                                      const VocabShard<T>* shard) {
+  check_arguments(labels, tokens, hidden, vocab, shard ? shard->full_vocab : vocab, chunk_tokens);
   const std::vector<int64_t> rows = labelled_rows(labels, tokens);
   // Ignored tokens contribute no loss, so their gradient is zero; labelled rows are written
   // by the chunks.
@@ -116,7 +132,7 @@ double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const 
   }
   std::vector<T> losses;  // [labelled tokens] T, unscaled
   run_chunks(dh, losses, h, w_lm, labels, rows, hidden, vocab, static_cast<T>(loss_scale),
-             chunk_tokens, Gradient::Yes);
+             chunk_tokens, Gradient::Yes, shard);
   double total = 0.0;  // in token order, so the sum does not depend on threads or chunks
   for (T loss : losses) total += static_cast<double>(loss);
   return loss_scale * total;
@@ -124,12 +140,13 @@ double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const 
 
 template <typename T>
 void cross_entropy_forward(T* loss, const T* h, WeightView w_lm, const int32_t* labels,
-                           int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens) {
-  check_arguments(labels, tokens, hidden, vocab, chunk_tokens);
+                           int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
+                           const VocabShard<T>* shard) {
+  check_arguments(labels, tokens, hidden, vocab, shard ? shard->full_vocab : vocab, chunk_tokens);
   const std::vector<int64_t> rows = labelled_rows(labels, tokens);
   std::vector<T> losses;
   run_chunks<T>(nullptr, losses, h, w_lm, labels, rows, hidden, vocab, T(1), chunk_tokens,
-                Gradient::No);
+                Gradient::No, shard);
   std::fill_n(loss, tokens, T(0));
   for (size_t r = 0; r < rows.size(); ++r) loss[rows[r]] = losses[r];
 }
@@ -150,12 +167,13 @@ void lm_head_logits(T* logits, const T* h, WeightView w_lm, const int64_t* rows,
   linear_forward(logits, gathered.data(), w_lm, n_rows, hidden, vocab, Accumulate::No);
 }
 
-#define LL_INSTANTIATE(T)                                                                        \
-  template double cross_entropy_forward_backward<T>(T*, const T*, WeightView, const int32_t*,    \
-                                                    int64_t, int64_t, int64_t, double, int64_t); \
-  template void cross_entropy_forward<T>(T*, const T*, WeightView, const int32_t*, int64_t,      \
-                                         int64_t, int64_t, int64_t);                             \
-  template void lm_head_logits<T>(T*, const T*, WeightView, const int64_t*, int64_t, int64_t,    \
+#define LL_INSTANTIATE(T)                                                                       \
+  template double cross_entropy_forward_backward<T>(T*, const T*, WeightView, const int32_t*,   \
+                                                    int64_t, int64_t, int64_t, double, int64_t, \
+                                                    const VocabShard<T>*);                      \
+  template void cross_entropy_forward<T>(T*, const T*, WeightView, const int32_t*, int64_t,     \
+                                         int64_t, int64_t, int64_t, const VocabShard<T>*);      \
+  template void lm_head_logits<T>(T*, const T*, WeightView, const int64_t*, int64_t, int64_t,   \
                                   int64_t, int64_t);
 LL_INSTANTIATE(float)
 LL_INSTANTIATE(double)

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "backend/cpu/weights.h"
 
@@ -26,19 +27,35 @@ namespace ll::cpu {
 
 inline constexpr int32_t kIgnoreLabel = -100;
 
+// Vocabulary parallelism (Megatron's parallel cross-entropy): each tensor-parallel rank holds
+// rows [first, first + vocab) of W_lm out of full_vocab. Per chunk, the row maxima, then the
+// Σexp and label logits, are combined over the ranks through `reduce` (a collective: every
+// rank calls it the same number of times with the same counts), so every rank gets the whole
+// vocabulary's losses; dh is this rank's share, which the caller sums over the ranks. Labels
+// are ids of the whole vocabulary.
+template <typename T>
+struct VocabShard {
+  int64_t first = 0;
+  int64_t full_vocab = 0;
+  // values[count] = max (max == true) or sum over the ranks, in place.
+  std::function<void(T* values, int64_t count, bool max)> reduce;
+};
+
 // Training: returns loss_scale · Σ loss_t over the labelled tokens (summed in double) and
 // writes dh[tokens, hidden] (rows of ignored tokens are zero). Throws ll::Error, before
 // writing anything, on a label outside [0, vocab) that is not -100, or a chunk_tokens < 1.
 template <typename T>
 double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const int32_t* labels,
                                       int64_t tokens, int64_t hidden, int64_t vocab,
-                                      double loss_scale, int64_t chunk_tokens);
+                                      double loss_scale, int64_t chunk_tokens,
+                                      const VocabShard<T>* shard = nullptr);
 
 // Evaluation: loss[tokens] = loss_t, unscaled (0 where the label is -100, as torch's
 // cross_entropy(reduction="none") gives).
 template <typename T>
 void cross_entropy_forward(T* loss, const T* h, WeightView w_lm, const int32_t* labels,
-                           int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens);
+                           int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
+                           const VocabShard<T>* shard = nullptr);
 
 // The logits of a few rows (generation: the last position of each sequence; tests):
 // logits[n_rows, vocab] = h[rows[r]] · W_lmᵀ. Each rows[r] must lie in [0, tokens).
