@@ -325,7 +325,7 @@ StepRecord Trainer::run_step() {
   interval_tokens_ += tokens;
   const double mean_context = tokens > 0 ? context_sum / tokens : 0;
   interval_flops_ +=
-      tokens * lora_flops_per_token(base_.config, adapter_.parameter_count(), mean_context);
+      tokens * lora_flops_per_token(base_.config, lora_parameter_count(), mean_context);
   run_seconds_ += seconds;
   ++run_steps_;
   run_tokens_ += static_cast<int64_t>(tokens);
@@ -356,6 +356,17 @@ void Trainer::reduce_gradients() {
   };
   if (tp_size() > 1) reduce(*options_.parallel->tp, true);
   if (dp_size() > 1) reduce(*options_.parallel->dp, false);
+}
+
+int64_t Trainer::lora_parameter_count() const {
+  int64_t count = 0;
+  for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, const LoraMatrix& m) {
+    for (char which : {'A', 'B'}) {
+      const auto held = static_cast<int64_t>((which == 'A' ? m.a : m.b).size());
+      count += lora_tp_split(target, which) == TpSplit::Replicated ? held : held * tp_size();
+    }
+  });
+  return count;
 }
 
 bool Trainer::any_rank(bool value) {
@@ -445,8 +456,8 @@ TrainResult Trainer::train() {
                                "parallel " + std::to_string(tp_size())
                          : std::string()) +
                     "; LoRA r " + std::to_string(adapter_.config.r) + ", " +
-                    format_count(static_cast<uint64_t>(adapter_.parameter_count())) +
-                    " parameters; " + compute_precision(base_) + "; MFU peak: " +
+                    format_count(static_cast<uint64_t>(lora_parameter_count())) + " parameters; " +
+                    compute_precision(base_) + "; MFU peak: " +
                     (peak_ ? peak_->description : std::string("unknown (mfu reported as null)")));
   if (resumed) {
     progress_.message("[train] resuming from " +

@@ -117,6 +117,8 @@ class Trainer {
   std::optional<double> evaluate();
 
   const LoraAdapter& adapter() const { return adapter_; }  // this rank's share
+  // The whole adapter's parameters (every tensor-parallel rank's share counted once).
+  int64_t lora_parameter_count() const;
   const TrainerState& state() const { return state_; }
 
  private:

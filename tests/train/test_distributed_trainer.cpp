@@ -28,6 +28,7 @@ using test::tiny;
 struct RankRun {
   TrainResult result;
   LoraAdapter adapter;  // the rank's share
+  int64_t lora_parameters = 0;
   int tp_rank = 0;
   std::string error;
 };
@@ -49,6 +50,7 @@ std::vector<RankRun> train_distributed(const TrainingArgs& args, int tp, int dp)
                         std::move(options));
         run.result = trainer.train();
         run.adapter = trainer.adapter();
+        run.lora_parameters = trainer.lora_parameter_count();
         run.tp_rank = groups.tp_rank();
       } catch (const std::exception& e) {
         run.error = e.what();
@@ -92,6 +94,7 @@ void check_same_run(int tp, int dp) {
   for (size_t rank = 0; rank < runs.size(); ++rank) {
     const RankRun& run = runs[rank];
     ASSERT_EQ(run.error, "") << "rank " << rank;
+    EXPECT_EQ(run.lora_parameters, reference.parameter_count()) << "rank " << rank;
     ASSERT_EQ(run.result.steps.size(), want.steps.size());
     for (size_t s = 0; s < want.steps.size(); ++s) {
       const std::string at = "rank " + std::to_string(rank) + " step " + std::to_string(s + 1);
