@@ -22,6 +22,7 @@ int run_cli(int argc, char** argv) {
   add_train_command(app);
   add_consolidate_command(app);
   add_merge_command(app);
+  add_verify_command(app);
   add_generate_command(app);
   add_compare_command(app);
   add_eval_command(app);

@@ -86,7 +86,6 @@ void run_eval(const EvalOptions& o) {
   check(!held_out.empty(), kOrigin,
         o.held_out.data + ": the evaluation split is empty (give --eval_rows)");
   auto model = load_chat_model(o.model, o.adapter, o.tokenizer);
-  if (model->adapter) model->adapter->config.dropout = 0;  // evaluation: peft's eval mode
 
   const LossResult loss = eval_loss(*model, o);
   nlohmann::json out = {

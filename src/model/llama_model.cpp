@@ -91,13 +91,15 @@ struct DropoutMask {
 namespace {
 
 // y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
-void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, const float* x,
-                  float* y, int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask) {
+// `dropout` is the probability of this forward's mode (0 in Eval).
+void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
+                  const float* x, float* y, int64_t n, Buffer& u, Buffer& x_dropped,
+                  const DropoutMask& mask) {
   const int64_t r = config.r;
   const float* input = x;
-  if (config.dropout > 0) {
+  if (dropout > 0) {
     x_dropped.resize(be, n * m.in);
-    be.dropout_forward(x_dropped.data(), x, n * m.in, config.dropout, mask.key, mask.window);
+    be.dropout_forward(x_dropped.data(), x, n * m.in, dropout, mask.key, mask.window);
     input = x_dropped.data();
   }
   u.resize(be, n * r);
@@ -109,12 +111,12 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, co
 
 // Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
-void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const float* x,
-                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
-                   Buffer& scratch, const DropoutMask& mask) {
+void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, double dropout,
+                   const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
+                   const Buffer& x_dropped, Buffer& scratch, const DropoutMask& mask) {
   const int64_t r = config.r;
   const float scale = static_cast<float>(config.scale());
-  const float* input = config.dropout > 0 ? x_dropped.data() : x;
+  const float* input = dropout > 0 ? x_dropped.data() : x;
   be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
           m.grad_b.data(), r);
   Buffer du(be, n * r);  // [N, r]
@@ -122,12 +124,12 @@ void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, const f
           du.data(), r);
   be.gemm(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
           m.grad_a.data(), m.in);
-  if (config.dropout > 0) {
+  if (dropout > 0) {
     // d dropout(x) / dx: the same mask, times 1 / (1 - p).
     scratch.resize(be, n * m.in);
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
             scratch.data(), m.in);
-    be.dropout_backward(dx, scratch.data(), n * m.in, config.dropout, mask.key, Accumulate::Yes,
+    be.dropout_backward(dx, scratch.data(), n * m.in, dropout, mask.key, Accumulate::Yes,
                         mask.window);
   } else {
     be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
@@ -207,8 +209,8 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
     be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_forward(be, *(*lora)[t], adapter_->config, in, y, n, a.lora_u[t], a.lora_x[t],
-                   dropout_mask(layer, target, (*lora)[t]->in));
+      lora_forward(be, *(*lora)[t], adapter_->config, lora_dropout(), in, y, n, a.lora_u[t],
+                   a.lora_x[t], dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 
@@ -280,8 +282,8 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_backward(be, *(*lora)[t], adapter_->config, in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
-                    scratch, dropout_mask(layer, target, (*lora)[t]->in));
+      lora_backward(be, *(*lora)[t], adapter_->config, lora_dropout(), in, dy, dx_in, n,
+                    a.lora_u[t], a.lora_x[t], scratch, dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 
@@ -334,9 +336,14 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
                       Accumulate::Yes);
 }
 
-void LlamaLoraModel::forward_layers(const TokenBatch& batch) {
+double LlamaLoraModel::lora_dropout() const {
+  return mode_ == ForwardMode::Train && adapter_ ? adapter_->config.dropout : 0.0;
+}
+
+void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode) {
   const LlamaConfig& c = base_.config;
   batch.check(c.vocab_size);
+  mode_ = mode;
   ensure_rope(batch);
   const int64_t n = batch.tokens();
   for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);
@@ -361,7 +368,7 @@ void LlamaLoraModel::final_norm(const TokenBatch& batch) {
 
 double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_scale) {
   const LlamaConfig& c = base_.config;
-  forward_layers(batch);
+  forward_layers(batch, ForwardMode::Train);
   const int64_t n = batch.tokens();
   Buffer d_hidden(backend_, n * c.hidden_size);  // [N, hidden]
   const VocabShard* shard = vocab_shard();
@@ -388,9 +395,9 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   return loss;
 }
 
-double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch) {
+double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch, ForwardMode mode) {
   const LlamaConfig& c = base_.config;
-  forward_layers(batch);
+  forward_layers(batch, mode);
   const int64_t n = batch.tokens();
   Buffer losses(backend_, n);  // [N]
   backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), base_.lm_head,
@@ -403,9 +410,9 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch) {
   return sum;
 }
 
-std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch) {
+std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch, ForwardMode mode) {
   const LlamaConfig& c = base_.config;
-  forward_layers(batch);
+  forward_layers(batch, mode);
   const int64_t n = batch.tokens();
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;

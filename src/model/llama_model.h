@@ -30,6 +30,10 @@ namespace ll {
 
 enum class Checkpointing { Off, On };
 
+// Train applies the adapter's LoRA dropout; Eval (evaluation, generation, compare, verify)
+// never does, whatever the adapter's config says.
+enum class ForwardMode { Train, Eval };
+
 struct ModelOptions {
   Checkpointing checkpointing = Checkpointing::Off;
   int64_t loss_chunk_tokens = 64;  // tokens per LM-head chunk
@@ -72,18 +76,20 @@ class LlamaLoraModel {
   // optimizer step). Returns loss_scale * sum of the per-token losses.
   double forward_backward(const TokenBatch& batch, double loss_scale);
 
-  // Forward only: sum of per-token losses over the targets (evaluation).
-  double forward_loss_sum(const TokenBatch& batch);
+  // Forward only: sum of per-token losses over the targets (evaluation). Train mode is for
+  // tests that check the training forward (dropout on) against finite differences.
+  double forward_loss_sum(const TokenBatch& batch, ForwardMode mode = ForwardMode::Eval);
 
   // Forward only: logits of every position, [tokens, vocab] fp32 (tests and small models).
-  std::vector<float> forward_logits(const TokenBatch& batch);
+  std::vector<float> forward_logits(const TokenBatch& batch, ForwardMode mode = ForwardMode::Eval);
 
   // Seed of the LoRA dropout masks of the next forward (a new one per micro-batch).
   void set_dropout_seed(uint64_t seed) { dropout_seed_ = seed; }
 
  private:
   struct Activations;
-  void forward_layers(const TokenBatch& batch);
+  void forward_layers(const TokenBatch& batch, ForwardMode mode);
+  double lora_dropout() const;  // the dropout probability of the current forward's mode
   void layer_forward(int64_t layer, const TokenBatch& batch, const float* x, float* x_out,
                      Activations& acts);
   void layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out, float* d_x,
@@ -103,6 +109,7 @@ class LlamaLoraModel {
   ModelOptions options_;
   Backend& backend_;
   uint64_t dropout_seed_ = 0;
+  ForwardMode mode_ = ForwardMode::Eval;  // of the forward (and backward) in progress
   RopeTable rope_;
   std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
   std::vector<Buffer> layer_inputs_;                      // [layers + 1][tokens, hidden]

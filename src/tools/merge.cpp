@@ -19,7 +19,6 @@
 #include "formats/llama_config.h"
 #include "formats/safetensors.h"
 #include "model/adapter_shards.h"
-#include "model/llama_model.h"
 #include "model/llama_weights.h"
 #include "model/lora.h"
 #include "model/peft_adapter.h"
@@ -160,23 +159,6 @@ void merge_projection(DType dtype, std::span<const std::byte> weight, const Lora
   fail(kOrigin, "a projection weight is not a float tensor");
 }
 
-// A few fixed prompts of token ids (no tokenizer needed): 2 rows of 8 tokens spread over
-// the vocabulary.
-TokenBatch verification_prompts(int64_t vocab_size) {
-  TokenBatch batch;
-  batch.rows = 2;
-  batch.seq_len = 8;
-  for (int64_t row = 0; row < batch.rows; ++row) {
-    for (int64_t t = 0; t < batch.seq_len; ++t) {
-      batch.input_ids.push_back(static_cast<int32_t>((1 + row * 7919 + t * 104729) % vocab_size));
-      batch.targets.push_back(-100);
-      batch.positions.push_back(static_cast<int32_t>(t));
-    }
-    batch.document_starts.push_back({0});
-  }
-  return batch;
-}
-
 // Drops the pages of a tensor that has been written from this process's map of the base
 // (they stay in the page cache; a later read faults them back in). Without it the peak
 // resident set would count every page of the base read so far (2.5 GB for a 1B model),
@@ -280,45 +262,17 @@ MergeResult merge_adapter(const fs::path& base, const fs::path& adapter, const f
   std::error_code ec;
   check(!fs::equivalent(base, output, ec) && !fs::equivalent(adapter, output, ec), kOrigin,
         output.string() + ": is an input folder; choose another output folder");
+  if (options.verify == MergeVerify::On) check_verify_options(options.verify_options);
   StagedDir staged(output, options.existing);
   MergeResult result = merge_adapter_into(base, adapter, staged.path(), options);
   if (options.verify == MergeVerify::On) {
-    result.verification = verify_merged_model(base, adapter, staged.path());
+    result.verification = verify_merged_model(base, adapter, staged.path(), options.verify_options);
+    check(result.verification->passed(), kOrigin,
+          output.string() + ": not written: the merged model is not base + adapter: " +
+              verification_summary(*result.verification));
   }
   staged.commit();
   return result;
-}
-
-MergeVerification verify_merged_model(const fs::path& base, const fs::path& adapter,
-                                      const fs::path& merged) {
-  const LlamaWeights base_weights = load_llama_weights(base);
-  LoraAdapter lora = load_peft_adapter(adapter, base_weights.config);
-  const LlamaWeights merged_weights = load_llama_weights(merged);
-  const TokenBatch batch = verification_prompts(base_weights.config.vocab_size);
-
-  std::vector<float> reference;  // [tokens, vocab] fp32, base + adapter
-  {
-    LlamaLoraModel model(base_weights, &lora, ModelOptions{});
-    reference = model.forward_logits(batch);
-  }
-  LlamaLoraModel model(merged_weights, nullptr, ModelOptions{});
-  const std::vector<float> logits = model.forward_logits(batch);  // [tokens, vocab] fp32
-  check(logits.size() == reference.size(), kOrigin,
-        merged.string() + ": the merged model gives logits of another size");
-
-  MergeVerification out;
-  out.tokens = batch.tokens();
-  bool finite = true;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const double diff = std::fabs(static_cast<double>(logits[i]) - reference[i]);
-    finite = finite && std::isfinite(diff);
-    out.max_abs_diff = std::max(out.max_abs_diff, diff);
-    out.max_abs_logit = std::max(out.max_abs_logit, std::fabs(static_cast<double>(reference[i])));
-  }
-  check(finite, kOrigin,
-        "verify: the merged model's logits differ from base + adapter by a non-finite amount "
-        "(NaN or inf)");
-  return out;
 }
 
 }  // namespace ll

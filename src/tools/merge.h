@@ -27,6 +27,7 @@
 
 #include "core/file.h"
 #include "formats/safetensors.h"
+#include "tools/verify.h"
 
 namespace ll {
 
@@ -36,17 +37,11 @@ struct MergeOptions {
   uint64_t max_shard_bytes = 5'000'000'000ull;  // transformers' "5GB"
   StagedDir::Existing existing = StagedDir::Existing::Refuse;
   MergeVerify verify = MergeVerify::Off;
+  VerifyOptions verify_options;  // the tolerance of MergeVerify::On
   // A folder whose tokenizer files (tokenizer.json required, tokenizer_config.json and
   // special_tokens_map.json when present) the merged folder carries instead of the base's:
   // the seed trains Meta-Llama-3-8B with the Instruct model's tokenizer and chat template.
   fs::path tokenizer;
-};
-
-// How far the merged model's logits are from base + adapter on a few fixed prompts.
-struct MergeVerification {
-  double max_abs_diff = 0;   // max |merged - (base + adapter)| over every logit
-  double max_abs_logit = 0;  // max |base + adapter logit|, for scale
-  int64_t tokens = 0;        // positions compared
 };
 
 struct MergeResult {
@@ -54,14 +49,14 @@ struct MergeResult {
   size_t merged_tensors = 0;              // projections that received a LoRA delta
   size_t copied_tensors = 0;              // tensors copied unchanged
   uint64_t tensor_bytes = 0;
-  std::optional<MergeVerification> verification;
+  std::optional<Verification> verification;  // with MergeVerify::On
 };
 
 // Merges `adapter` into `base` and writes the folder `output`, built under a temporary
 // name and renamed into place only when complete (and verified, with MergeVerify::On:
-// a non-finite logit difference is an error and leaves nothing behind). An existing
-// `output` is refused with Existing::Refuse and, with Existing::Replace, replaced only after
-// the new folder is complete. An adapter made for another model shape is refused with one
+// tools/verify.h; a difference above the tolerance is an error and leaves nothing behind). An
+// existing `output` is refused with Existing::Refuse and, with Existing::Replace, replaced only
+// after the new folder is complete. An adapter made for another model shape is refused with one
 // line naming the tensor, its shape and the model's.
 MergeResult merge_adapter(const fs::path& base, const fs::path& adapter, const fs::path& output,
                           const MergeOptions& options);
@@ -71,9 +66,4 @@ MergeResult merge_adapter(const fs::path& base, const fs::path& adapter, const f
 MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, const fs::path& dir,
                                const MergeOptions& options);
 
-// Runs fixed token-id prompts through base + adapter (LlamaLoraModel with the adapter) and
-// through the merged folder `merged`, and compares the logits. Throws when the difference is
-// not finite.
-MergeVerification verify_merged_model(const fs::path& base, const fs::path& adapter,
-                                      const fs::path& merged);
 }  // namespace ll

@@ -31,22 +31,6 @@ std::string format_number(const char* format, double value) {
   return text;
 }
 
-// Turns LoRA dropout off while it lives (evaluation: torch's model.eval()). The model has no
-// eval mode of its own, and it reads the dropout rate from the adapter's config.
-class DropoutOff {
- public:
-  explicit DropoutOff(LoraAdapter& adapter) : adapter_(adapter), saved_(adapter.config.dropout) {
-    adapter_.config.dropout = 0;
-  }
-  ~DropoutOff() { adapter_.config.dropout = saved_; }
-  DropoutOff(const DropoutOff&) = delete;
-  DropoutOff& operator=(const DropoutOff&) = delete;
-
- private:
-  LoraAdapter& adapter_;
-  double saved_;
-};
-
 // Removes what an earlier run left in `dir` (--overwrite_output_dir): its checkpoints, metrics
 // and final adapter, so that `latest` and save_total_limit never mix two runs.
 void clear_previous_run(const fs::path& dir) {
@@ -231,7 +215,6 @@ Trainer::~Trainer() = default;
 
 std::optional<double> Trainer::evaluate() {
   if (eval_.size() == 0) return std::nullopt;
-  DropoutOff no_dropout(adapter_);
   const LossTotals totals =
       sum_sequence_losses(*model_, eval_, static_cast<uint64_t>(args_.per_device_eval_batch_size),
                           static_cast<uint64_t>(dp_rank()), static_cast<uint64_t>(dp_size()));

@@ -1,6 +1,7 @@
 // `llama-lora consolidate` and `llama-lora merge` end to end on the golden fixtures: shards of
 // the fixture's peft adapter consolidate and merge (--merge_into) to the same bytes as merging
-// the adapter itself; merge --verify reports a logit difference; --max_shard_size shards the
+// the adapter itself; merge --verify reports the logit difference (checked) and `verify`
+// passes a correct merge and fails the base; --max_shard_size shards the
 // output; and every bad input (missing shard, replicas that disagree, a broken
 // adapter_config.json, an adapter for another model shape, an existing output folder) exits
 // 1 with exactly one line on stderr and leaves no output folder behind, an existing one
@@ -87,9 +88,16 @@ TEST(MergeCli, VerifyAndShardedOutput) {
       run_llama_lora("merge --model " + q(kBase) + " --adapter " + q(kAdapter) + " -o " +
                      q(tmp / "merged") + " --verify --max_shard_size 40KB");
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_NE(result.out.find("verify: max |logit(merged) - logit(base + adapter)| = "),
-            std::string::npos)
-      << result.out;
+  // The printed difference itself: fp32 merges stay within 1e-5 of the largest logit.
+  const std::string key = "merge: verify: max |logit(merged) - logit(base + adapter)| = ";
+  const size_t at = result.out.find(key);
+  ASSERT_NE(at, std::string::npos) << result.out;
+  const size_t relative_at = result.out.find("(relative ", at);
+  ASSERT_NE(relative_at, std::string::npos) << result.out;
+  const double relative = std::stod(result.out.substr(relative_at + 10));
+  EXPECT_LE(relative, 1e-5) << result.out;
+  EXPECT_NE(result.out.find("over 16 positions"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find(": PASS"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("weight files"), std::string::npos) << result.out;
   EXPECT_TRUE(fs::exists(tmp / "merged" / "model.safetensors.index.json"));
   EXPECT_TRUE(fs::exists(tmp / "merged" / "model-00006-of-00006.safetensors"));
@@ -202,6 +210,28 @@ TEST(ConsolidateMergeCliOutput, ExistingFolderRefusedUnlessOverwriteAndReplacedO
   for (const auto& entry : fs::directory_iterator(tmp.path()))
     names.insert(entry.path().filename());
   EXPECT_EQ(names, (std::set<std::string>{"adapter", "ckpt", "merged"}));
+}
+
+TEST(VerifyCli, PassesACorrectMergeAndFailsAnotherModel) {
+  test::TempDir tmp;
+  ASSERT_EQ(run_llama_lora("merge --model " + q(kBase) + " --adapter " + q(kAdapter) + " -o " +
+                           q(tmp / "merged"))
+                .exit_code,
+            0);
+  const std::string args = "verify --base " + q(kBase) + " --adapter " + q(kAdapter);
+  const auto ok = run_llama_lora(args + " --merged " + q(tmp / "merged"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("tolerance 0.0001 (F32 merged weights): PASS"), std::string::npos)
+      << ok.out;
+  // The base itself is not base + adapter: exit 1, the numbers on stdout, one line on stderr.
+  const auto base = run_llama_lora(args + " --merged " + q(kBase));
+  EXPECT_NE(base.out.find(": FAIL"), std::string::npos) << base.out;
+  expect_one_line_error(base, "the merged model is not base + adapter (relative logit difference");
+  // A tolerance above the difference lets it pass; a bad one is refused.
+  EXPECT_EQ(run_llama_lora(args + " --merged " + q(kBase) + " --tolerance 10").exit_code, 0);
+  expect_one_line_error(run_llama_lora(args + " --merged " + q(tmp / "merged") + " --tolerance -1"),
+                        "--tolerance must be a finite number >= 0");
+  expect_one_line_error(run_llama_lora(args + " --merged " + q(tmp / "nothing")), "nothing");
 }
 
 }  // namespace

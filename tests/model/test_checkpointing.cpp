@@ -47,7 +47,8 @@ std::vector<float> grads_with(const LlamaWeights& base, double dropout, Checkpoi
   LlamaLoraModel model(base, &adapter, ModelOptions{ckpt, 7});
   model.set_dropout_seed(1234);
   const TokenBatch batch = two_rows();
-  const double value = model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
+  const double value =
+      model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
   if (loss) *loss = value;
   return all_grads(adapter);
 }
@@ -80,7 +81,7 @@ TEST(Dropout, BackwardMatchesFiniteDifferences) {
   model.forward_backward(batch, scale);
   const auto loss_at = [&] {
     model.set_dropout_seed(99);
-    return model.forward_loss_sum(batch) * scale;
+    return model.forward_loss_sum(batch, ForwardMode::Train) * scale;
   };
   int checked = 0;
   for (LoraTarget target : {LoraTarget::Q, LoraTarget::Down, LoraTarget::Gate}) {
@@ -100,6 +101,26 @@ TEST(Dropout, BackwardMatchesFiniteDifferences) {
     }
   }
   EXPECT_EQ(checked, 9);
+}
+
+TEST(Dropout, EvalModeNeverDropsAndLeavesTheConfigAlone) {
+  // Eval (evaluation, generation, verify) must give exactly the logits of the same adapter
+  // with dropout 0, and Train must differ (else the check could not fail).
+  const LlamaWeights base = load_llama_weights(kModel / "model");
+  LoraAdapter adapter = load_peft_adapter(kModel / "adapter", base.config);
+  LoraAdapter no_dropout = adapter;
+  adapter.config.dropout = 0.25;
+  no_dropout.config.dropout = 0;
+  const TokenBatch batch = two_rows();
+  LlamaLoraModel model(base, &adapter, ModelOptions{});
+  LlamaLoraModel reference(base, &no_dropout, ModelOptions{});
+  model.set_dropout_seed(7);
+  const std::vector<float> expected = reference.forward_logits(batch, ForwardMode::Eval);
+  EXPECT_EQ(model.forward_logits(batch, ForwardMode::Eval), expected);  // bit for bit
+  EXPECT_EQ(model.forward_logits(batch), expected);                     // Eval is the default
+  EXPECT_NE(model.forward_logits(batch, ForwardMode::Train), expected);
+  EXPECT_EQ(model.forward_loss_sum(batch), reference.forward_loss_sum(batch));
+  EXPECT_EQ(adapter.config.dropout, 0.25);
 }
 
 }  // namespace

@@ -71,7 +71,7 @@ Result run(const LlamaWeights& weights, LoraAdapter adapter, Communicator* tp,
   LlamaLoraModel model(weights, &adapter, options);
   model.set_dropout_seed(99);
   const TokenBatch batch = two_rows(static_cast<int32_t>(weights.config.vocab_size));
-  out.logits = model.forward_logits(batch);
+  out.logits = model.forward_logits(batch, ForwardMode::Train);  // dropout masks too
   out.loss = model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
   if (tp) reduce_replicated(adapter, *tp);
   out.adapter = std::move(adapter);
