@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "core/text.h"
+#include "data/sql_corpus.h"
 #include "formats/input_checks.h"
 #include "formats/llama_config.h"
 #include "formats/model_presets.h"

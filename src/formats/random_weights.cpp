@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/random.h"
 #include "formats/safetensors.h"
 
 namespace ll {
@@ -16,22 +17,6 @@ namespace {
 
 constexpr std::string_view kOrigin = "random-weights";
 constexpr size_t kChunkElements = size_t{1} << 20;  // even, so Box-Muller pairs stay inside
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t fnv1a64(std::string_view text) {
-  uint64_t hash = 0xcbf29ce484222325ull;
-  for (const char c : text) {
-    hash ^= static_cast<uint8_t>(c);
-    hash *= 0x100000001b3ull;
-  }
-  return hash;
-}
 
 // Fills out[begin, end) of a tensor's chunk `chunk` (begin = chunk * kChunkElements).
 void fill_chunk(uint16_t* out, size_t count, float stddev, uint64_t chunk_seed) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace ll {
 
@@ -140,10 +141,7 @@ int32_t TokenSampler::next(std::span<const float> logits) {
 }
 
 uint64_t sequence_seed(uint64_t seed, uint64_t index) {
-  uint64_t key = seed + (index + 1) * 0x9e3779b97f4a7c15ull;
-  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
-  key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
-  return key ^ (key >> 31);
+  return splitmix64_mix(seed + (index + 1) * kSplitMix64Gamma);  // draw `index` of seed's stream
 }
 
 }  // namespace ll

@@ -16,7 +16,6 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/pretokenizer.h"
-#include "tokenizer/sql_corpus.h"
 
 namespace ll {
 
@@ -341,12 +340,11 @@ nlohmann::json llama3_special_tokens_map() {
   return {{"bos_token", token("<|begin_of_text|>")}, {"eos_token", token("<|end_of_text|>")}};
 }
 
-nlohmann::json train_builtin_tokenizer(int32_t vocab_size) {
+nlohmann::json train_llama3_style_tokenizer(std::string_view corpus, int32_t vocab_size) {
   check(vocab_size >= 256 + kBuiltinSpecialTokenCount, kOrigin,
         "vocab size must be at least " + std::to_string(256 + kBuiltinSpecialTokenCount) +
             " (256 byte tokens + " + std::to_string(kBuiltinSpecialTokenCount) +
             " special tokens), got " + std::to_string(vocab_size));
-  const std::string corpus = make_sql_corpus(kSqlCorpusDefaultBytes, kSqlCorpusDefaultSeed);
   BpeTrainerOptions options;
   options.bpe_vocab_size = vocab_size - kBuiltinSpecialTokenCount;
   const BpeModel model = train_bpe(corpus, options);

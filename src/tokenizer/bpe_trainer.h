@@ -62,10 +62,10 @@ nlohmann::json llama3_tokenizer_config(const nlohmann::json& tokenizer_json,
                                        int64_t model_max_length);
 nlohmann::json llama3_special_tokens_map();
 
-// What `llama-lora init` uses when no tokenizer is given: a BPE trained on the built-in
-// text-to-SQL-flavoured corpus (see sql_corpus.h) with `vocab_size` tokens in all, 16 of
-// them Llama-3's special tokens. Returns the tokenizer.json.
-nlohmann::json train_builtin_tokenizer(int32_t vocab_size);
+// A Llama-3-style tokenizer.json: a BPE trained on `corpus` with `vocab_size` tokens in all,
+// kBuiltinSpecialTokenCount of them Llama-3's special tokens. `llama-lora init` trains it
+// on the built-in corpus (data/sql_corpus.h: train_builtin_tokenizer).
+nlohmann::json train_llama3_style_tokenizer(std::string_view corpus, int32_t vocab_size);
 inline constexpr int32_t kBuiltinSpecialTokenCount = 16;
 
 }  // namespace ll

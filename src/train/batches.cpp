@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cross_entropy.h"
 #include "core/error.h"
+#include "core/random.h"
 #include "data/numpy_random.h"
 
 namespace ll {
@@ -53,20 +54,11 @@ std::vector<uint64_t> epoch_order(uint64_t count, uint64_t shuffle_seed, int64_t
   return numpy_permutation(count, shuffle_seed + static_cast<uint64_t>(epoch));
 }
 
-namespace {
-
-// splitmix64's finaliser: a well-mixed 64-bit hash of one word.
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 uint64_t micro_batch_dropout_seed(uint64_t seed, int64_t step, int64_t micro) {
-  return mix64(mix64(mix64(seed) ^ static_cast<uint64_t>(step)) ^ static_cast<uint64_t>(micro));
+  return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(step)) ^
+                    static_cast<uint64_t>(micro));
 }
 
 LossTotals sum_sequence_losses(LlamaLoraModel& model, const TokenSequences& sequences,

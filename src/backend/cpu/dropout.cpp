@@ -2,15 +2,12 @@
 #include "backend/cpu/dropout.h"
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace ll::cpu {
 
 double dropout_uniform(uint64_t key) {
-  key += 0x9e3779b97f4a7c15ull;
-  key = (key ^ (key >> 30)) * 0xbf58476d1ce4e5b9ull;
-  key = (key ^ (key >> 27)) * 0x94d049bb133111ebull;
-  key ^= key >> 31;
-  return static_cast<double>(key >> 11) * 0x1.0p-53;
+  return unit_interval(splitmix64(key));
 }
 
 namespace {

@@ -1,6 +1,9 @@
 // See sql_corpus.h. Records are drawn from word lists and templates with a SplitMix64
 // stream (fully specified arithmetic, so the text is the same on every platform).
-#include "tokenizer/sql_corpus.h"
+#include "data/sql_corpus.h"
+
+#include "core/random.h"
+#include "tokenizer/bpe_trainer.h"
 
 #include <array>
 #include <span>
@@ -12,13 +15,8 @@ namespace {
 
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {  // SplitMix64
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(uint64_t seed) : stream_(seed) {}
+  uint64_t next() { return stream_.next(); }
   size_t below(size_t n) { return static_cast<size_t>(next() % n); }
   int64_t between(int64_t low, int64_t high) {  // inclusive
     return low + static_cast<int64_t>(next() % static_cast<uint64_t>(high - low + 1));
@@ -30,7 +28,7 @@ class Rng {
   }
 
  private:
-  uint64_t state_;
+  SplitMix64 stream_;
 };
 
 using Words = std::span<const std::string_view>;
@@ -329,6 +327,11 @@ std::string make_sql_corpus(size_t target_bytes, uint64_t seed) {
     }
   }
   return out;
+}
+
+nlohmann::json train_builtin_tokenizer(int32_t vocab_size) {
+  return train_llama3_style_tokenizer(
+      make_sql_corpus(kSqlCorpusDefaultBytes, kSqlCorpusDefaultSeed), vocab_size);
 }
 
 }  // namespace ll

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace ll {
 
 // About `target_bytes` of text (it stops after the record that reaches it).
@@ -18,5 +20,10 @@ std::string make_sql_corpus(size_t target_bytes, uint64_t seed);
 
 inline constexpr size_t kSqlCorpusDefaultBytes = 400 * 1024;
 inline constexpr uint64_t kSqlCorpusDefaultSeed = 23;  // the seed's dataset shuffle seed
+
+// What `llama-lora init` uses when no tokenizer is given: the Llama-3-style BPE
+// (tokenizer/bpe_trainer.h) trained on the default corpus, `vocab_size` tokens in all.
+// Returns the tokenizer.json.
+nlohmann::json train_builtin_tokenizer(int32_t vocab_size);
 
 }  // namespace ll
