@@ -69,13 +69,13 @@ void run_data_stats(const DataStatsOptions& o) {
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   const ChatTemplate chat_template = ChatTemplate::load(o.model);
 
-  DataOptions options;
-  options.preset = parse_preset(o.preset);
-  options.split = default_split_plan(options.preset);
-  if (o.seed) options.split.seed = *o.seed;
-  if (o.train_rows) options.split.train_rows = *o.train_rows;
-  if (o.eval_rows) options.split.eval_rows = *o.eval_rows;
-  options.bad_rows = o.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  DatasetSelection selection;
+  selection.preset = parse_preset(o.preset);
+  selection.bad_rows = o.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  selection.seed = o.seed;
+  selection.train_rows = o.train_rows;
+  selection.eval_rows = o.eval_rows;
+  DataOptions options = selection.data_options();
   options.max_seq_length = o.max_seq_length;
   options.loss_mask = o.completion_only_loss ? LossMask::AssistantOnly : LossMask::AllTokens;
 

@@ -51,13 +51,7 @@ struct LossResult {
 };
 
 LossResult eval_loss(ChatModel& model, const EvalOptions& o) {
-  DataOptions data;
-  data.preset = parse_preset(o.held_out.preset);
-  data.split = default_split_plan(data.preset);
-  if (o.held_out.seed) data.split.seed = *o.held_out.seed;
-  if (o.held_out.train_rows) data.split.train_rows = *o.held_out.train_rows;
-  if (o.held_out.eval_rows) data.split.eval_rows = *o.held_out.eval_rows;
-  data.bad_rows = o.held_out.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  DataOptions data = dataset_selection(o.held_out).data_options();
   data.max_seq_length = o.max_seq_length;
   data.loss_mask = o.completion_only_loss ? LossMask::AssistantOnly : LossMask::AllTokens;
   const PreparedData prepared =

@@ -70,13 +70,13 @@ class StopSignals {
 };
 
 DataOptions data_options_from_args(const TrainingArgs& args) {
-  DataOptions options;
-  options.preset = parse_preset(args.preset);
-  options.split = default_split_plan(options.preset);
-  options.split.seed = args.data_seed;
-  options.split.train_rows = static_cast<uint64_t>(args.train_rows);
-  options.split.eval_rows = static_cast<uint64_t>(args.eval_rows);
-  options.bad_rows = args.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  DatasetSelection selection;
+  selection.preset = parse_preset(args.preset);
+  selection.bad_rows = args.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  selection.seed = args.data_seed;
+  selection.train_rows = static_cast<uint64_t>(args.train_rows);
+  selection.eval_rows = static_cast<uint64_t>(args.eval_rows);
+  DataOptions options = selection.data_options();
   options.max_seq_length = static_cast<uint32_t>(args.max_seq_length);
   options.loss_mask = args.completion_only_loss ? LossMask::AssistantOnly : LossMask::AllTokens;
   options.layout = args.packing ? SequenceLayout::Packed : SequenceLayout::Padded;

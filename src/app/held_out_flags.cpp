@@ -20,14 +20,20 @@ void add_held_out_flags(CLI::App& cmd, HeldOutFlags& flags) {
   cmd.add_option("--eval_rows", flags.eval_rows, "Rows held out for evaluation (sql default 500)");
 }
 
+DatasetSelection dataset_selection(const HeldOutFlags& flags) {
+  DatasetSelection selection;
+  selection.preset = parse_preset(flags.preset);
+  selection.bad_rows = flags.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  selection.seed = flags.seed;
+  selection.train_rows = flags.train_rows;
+  selection.eval_rows = flags.eval_rows;
+  return selection;
+}
+
 std::vector<HeldOutExample> read_held_out(const HeldOutFlags& flags) {
-  const Preset preset = parse_preset(flags.preset);
-  SplitPlan plan = default_split_plan(preset);
-  if (flags.seed) plan.seed = *flags.seed;
-  if (flags.train_rows) plan.train_rows = *flags.train_rows;
-  if (flags.eval_rows) plan.eval_rows = *flags.eval_rows;
-  const BadRows policy = flags.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
-  return held_out_examples(read_records(flags.data, policy), preset, plan, policy);
+  const DatasetSelection selection = dataset_selection(flags);
+  return held_out_examples(read_records(flags.data, selection.bad_rows), selection.preset,
+                           selection.split_plan(), selection.bad_rows);
 }
 
 }  // namespace ll

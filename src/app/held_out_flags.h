@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "data/held_out.h"
 
 namespace CLI {
@@ -26,6 +27,9 @@ struct HeldOutFlags {
 };
 
 void add_held_out_flags(CLI::App& cmd, HeldOutFlags& flags);
+
+// The flags as a dataset selection (data/dataset.h: the split train makes).
+DatasetSelection dataset_selection(const HeldOutFlags& flags);
 
 // Reads the file and returns its held-out conversations (data/held_out.h).
 std::vector<HeldOutExample> read_held_out(const HeldOutFlags& flags);

@@ -152,4 +152,20 @@ nlohmann::json data_stats_to_json(const DataStats& stats) {
           {"eval", split_json(stats.eval)}};
 }
 
+SplitPlan DatasetSelection::split_plan() const {
+  SplitPlan plan = default_split_plan(preset);
+  if (seed) plan.seed = *seed;
+  if (train_rows) plan.train_rows = *train_rows;
+  if (eval_rows) plan.eval_rows = *eval_rows;
+  return plan;
+}
+
+DataOptions DatasetSelection::data_options() const {
+  DataOptions options;
+  options.preset = preset;
+  options.bad_rows = bad_rows;
+  options.split = split_plan();
+  return options;
+}
+
 }  // namespace ll

@@ -48,6 +48,21 @@ struct DataOptions {
   std::optional<int32_t> pad_token;     // Padded layout; default: the concat token (pad = eos)
 };
 
+// Which rows of a file are read and how bad rows are treated: what train, eval, compare and
+// data-stats each take from their flags (an unset field: the preset's default split plan).
+// The one place their split is derived, so the held-out rows of `eval` and `compare` are the
+// rows `train` held out.
+struct DatasetSelection {
+  Preset preset = Preset::Sql;
+  BadRows bad_rows = BadRows::Fail;
+  std::optional<uint64_t> seed;
+  std::optional<uint64_t> train_rows;
+  std::optional<uint64_t> eval_rows;
+
+  SplitPlan split_plan() const;
+  DataOptions data_options() const;  // preset, split and bad rows; the rest as DataOptions{}
+};
+
 struct SplitStats {
   uint64_t rows = 0;          // good rows in the split
   uint64_t tokens = 0;        // document tokens, concat tokens included

@@ -182,5 +182,29 @@ TEST(Dataset, PaddedLayoutAndConcatTokenChoice) {
   EXPECT_EQ(default_concat_token(Preset::Messages, llama.tokenizer, eot_config), 128009);
 }
 
+TEST(DatasetSelection, UnsetFieldsTakeThePresetsPlanAndSetOnesOverride) {
+  // The one derivation train, eval, compare and data-stats share: sql holds out 500 rows
+  // after the seed's shuffle (seed 23) and trains on 50,000; other presets train on all but
+  // the held-out rows (none by default).
+  DatasetSelection sql;
+  EXPECT_EQ(sql.split_plan().seed, 23u);
+  EXPECT_EQ(sql.split_plan().train_rows, 50000u);
+  EXPECT_EQ(sql.split_plan().eval_rows, 500u);
+  sql.eval_rows = 40;
+  sql.seed = 7;
+  sql.bad_rows = BadRows::Skip;
+  const DataOptions options = sql.data_options();
+  EXPECT_EQ(options.split.eval_rows, 40u);
+  EXPECT_EQ(options.split.seed, 7u);
+  EXPECT_EQ(options.split.train_rows, 50000u);
+  EXPECT_EQ(options.bad_rows, BadRows::Skip);
+  EXPECT_EQ(options.preset, Preset::Sql);
+
+  DatasetSelection messages;
+  messages.preset = Preset::Messages;
+  EXPECT_EQ(messages.split_plan().eval_rows, 0u);
+  EXPECT_EQ(messages.split_plan().train_rows, default_split_plan(Preset::Messages).train_rows);
+}
+
 }  // namespace
 }  // namespace ll
