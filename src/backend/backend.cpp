@@ -3,14 +3,7 @@
 
 #include <utility>
 
-#include "backend/cpu/cpu_backend.h"
-
 namespace ll {
-
-Backend& cpu_backend() {
-  static cpu::CpuBackend backend;
-  return backend;
-}
 
 void Buffer::resize(Backend& backend, int64_t count) {
   if (backend_ == &backend && count <= capacity_) {

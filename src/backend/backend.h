@@ -19,25 +19,9 @@
 #include <cstdint>
 #include <span>
 
-#include "backend/cpu/attention.h"
-#include "backend/cpu/attention_decode.h"
-#include "backend/cpu/cross_entropy.h"
-#include "backend/cpu/dropout.h"
-#include "backend/cpu/gemm.h"
-#include "backend/cpu/rope.h"
-#include "backend/cpu/weights.h"
+#include "backend/ops.h"
 
 namespace ll {
-
-// The op vocabulary is defined next to the CPU reference ops and shared by every backend.
-using cpu::Accumulate;
-using cpu::AttentionShape;
-using cpu::DecodeAttentionShape;
-using cpu::DropoutWindow;
-using VocabShard = cpu::VocabShard<float>;
-using cpu::RopeTable;
-using cpu::Transpose;
-using cpu::WeightView;
 
 class Backend {
  public:
@@ -50,6 +34,10 @@ class Backend {
   virtual void copy(float* dst, const float* src, int64_t count) = 0;  // both backend memory
   virtual void upload(float* dst, const float* host, int64_t count) = 0;
   virtual void download(float* host, const float* src, int64_t count) = 0;
+
+  // ---- tables ----
+  // The RoPE cos/sin table of `spec` (transformers' LlamaRotaryEmbedding, cpu/rope.h).
+  virtual RopeTable build_rope_table(const RopeSpec& spec) = 0;
 
   // ---- dense algebra ----
   // C[m, n] = alpha · op(A) · op(B) + beta · C (cpu/gemm.h states the layout exactly).
@@ -122,6 +110,17 @@ class Backend {
   // logits[n_rows, vocab] of the rows `rows` (host) of h[tokens, hidden].
   virtual void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                               int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) = 0;
+
+  // ---- optimizer (the LoRA parameters, gradients and moments: fp32 backend memory) ----
+  // One torch.optim.AdamW step on one tensor [n]; `step` is 1-based (cpu/adamw.h).
+  virtual void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                            int64_t n, const AdamWConfig& config, int64_t step) = 0;
+  // Σ x[i]² accumulated in double (a tensor's share of a squared norm).
+  virtual double sum_of_squares(const float* x, int64_t n) = 0;
+  // x[n] *= s.
+  virtual void scale(float* x, int64_t n, float s) = 0;
+  // x[n] = 0.
+  virtual void zero(float* x, int64_t n) = 0;
 };
 
 // The process's CPU backend (OpenMP, AVX-512/AVX2 kernels): the reference implementation.

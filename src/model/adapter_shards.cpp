@@ -42,10 +42,10 @@ std::optional<int64_t> consume_count(std::string_view& text) {
 
 }  // namespace
 
-TpSplit lora_tp_split(LoraTarget target, char matrix) {
+TpSplit lora_tp_split(LoraTarget target, LoraPart part) {
   const bool row_parallel = target == LoraTarget::O || target == LoraTarget::Down;
-  if (row_parallel) return matrix == 'A' ? TpSplit::Columns : TpSplit::Replicated;
-  return matrix == 'A' ? TpSplit::Replicated : TpSplit::Rows;
+  if (row_parallel) return part == LoraPart::A ? TpSplit::Columns : TpSplit::Replicated;
+  return part == LoraPart::A ? TpSplit::Replicated : TpSplit::Rows;
 }
 
 std::string_view tp_split_text(TpSplit split) {
@@ -91,9 +91,9 @@ std::optional<LoraTensorName> parse_lora_tensor_name(std::string_view name) {
   out.target = *target;
   name.remove_prefix(dot2 + 1);
   if (name == "lora_A.weight") {
-    out.matrix = 'A';
+    out.part = LoraPart::A;
   } else if (name == "lora_B.weight") {
-    out.matrix = 'B';
+    out.part = LoraPart::B;
   } else {
     return std::nullopt;
   }
@@ -109,11 +109,11 @@ void save_adapter_tp_shard(const fs::path& dir, const LoraAdapter& adapter, int6
             std::to_string(size - 1));
   const int64_t r = adapter.config.r;
   for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
-    for (char which : {'A', 'B'}) {
+    for (LoraPart which : kLoraParts) {
       const std::string name = lora_tensor_name(layer, target, which);
-      const int64_t rows = which == 'A' ? r : matrix.out;
-      const int64_t cols = which == 'A' ? matrix.in : r;
-      const size_t held = (which == 'A' ? matrix.a : matrix.b).size();
+      const int64_t rows = which == LoraPart::A ? r : matrix.out;
+      const int64_t cols = which == LoraPart::A ? matrix.in : r;
+      const size_t held = (which == LoraPart::A ? matrix.a : matrix.b).size();
       check(held == static_cast<size_t>(rows * cols), kOrigin,
             std::string("tensor ") + quote_name(name) + " holds " + std::to_string(held) +
                 " values, not " + std::to_string(rows * cols));
@@ -136,12 +136,12 @@ void write_adapter_tp_shard(const fs::path& dir, const LoraAdapter& part, int64_
   Metadata metadata = {
       {"format", "pt"}, {"tp_rank", std::to_string(rank)}, {"tp_size", std::to_string(size)}};
   for_each_lora_matrix(part, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
-    for (char which : {'A', 'B'}) {
-      const std::vector<float>& values = which == 'A' ? matrix.a : matrix.b;
+    for (LoraPart which : kLoraParts) {
+      const std::vector<float>& values = which == LoraPart::A ? matrix.a : matrix.b;
       TensorToWrite& t = tensors.emplace_back();
       t.name = lora_tensor_name(layer, target, which);
-      t.shape =
-          which == 'A' ? std::vector<int64_t>{r, matrix.in} : std::vector<int64_t>{matrix.out, r};
+      t.shape = which == LoraPart::A ? std::vector<int64_t>{r, matrix.in}
+                                     : std::vector<int64_t>{matrix.out, r};
       t.data = std::as_bytes(std::span(values.data(), values.size()));
       metadata[std::string(kSplitKeyPrefix) + t.name] =
           std::string(tp_split_text(lora_tp_split(target, which)));
@@ -225,7 +225,7 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
     Tensor tensor;
     tensor.name = info.name;
     tensor.dtype = info.dtype;
-    tensor.split = lora_tp_split(parsed->target, parsed->matrix);
+    tensor.split = lora_tp_split(parsed->target, parsed->part);
     check(dtype_is_float(info.dtype), kOrigin,
           origin + " has dtype " + std::string(dtype_name(info.dtype)) + ", not a float type");
     check(info.shape.size() == 2, kOrigin,
@@ -239,7 +239,8 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
             here + " has no \"" + std::string(kSplitKeyPrefix) + "<name>\" metadata entry");
       check(split->second == tp_split_text(tensor.split), kOrigin,
             here + ": metadata says split \"" + split->second + "\" but a " +
-                std::string(lora_target_name(parsed->target)) + " lora_" + parsed->matrix + " is " +
+                std::string(lora_target_name(parsed->target)) + " lora_" +
+                lora_part_letter(parsed->part) + " is " +
                 (tensor.split == TpSplit::Replicated
                      ? std::string("replicated (\"none\")")
                      : std::string("split along dim ") + std::string(tp_split_text(tensor.split))));

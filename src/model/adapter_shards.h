@@ -38,7 +38,7 @@ namespace ll {
 // How one LoRA tensor is laid out over tensor-parallel ranks.
 enum class TpSplit : int8_t { Replicated = -1, Rows = 0, Columns = 1 };
 
-TpSplit lora_tp_split(LoraTarget target, char matrix /* 'A' or 'B' */);
+TpSplit lora_tp_split(LoraTarget target, LoraPart part);
 std::string_view tp_split_text(TpSplit split);  // "none", "0", "1": the metadata spelling
 
 // "adapter-tp<rank>-of-<size>.safetensors"
@@ -51,7 +51,7 @@ std::optional<std::pair<int64_t, int64_t>> parse_adapter_tp_shard_name(std::stri
 struct LoraTensorName {
   int64_t layer = 0;
   LoraTarget target = LoraTarget::Q;
-  char matrix = 'A';
+  LoraPart part = LoraPart::A;
 };
 std::optional<LoraTensorName> parse_lora_tensor_name(std::string_view name);
 

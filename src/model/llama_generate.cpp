@@ -184,7 +184,7 @@ std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
       positions_.push_back(static_cast<int32_t>(step.cache->length + static_cast<int64_t>(i)));
     }
   }
-  ensure_rope_table(rope_, base_.config, max_position);
+  ensure_rope_table(be, rope_, base_.config, max_position);
 
   x_.resize(be, rows_ * c.hidden_size);
   be.embedding_forward(x_.data(), ids_.data(), base_.embed_tokens, rows_, c.vocab_size,

@@ -79,7 +79,7 @@ LlamaLoraModel::~LlamaLoraModel() = default;
 
 void LlamaLoraModel::ensure_rope(const TokenBatch& batch) {
   const int32_t max_position = *std::max_element(batch.positions.begin(), batch.positions.end());
-  ensure_rope_table(rope_, base_.config, max_position);
+  ensure_rope_table(backend_, rope_, base_.config, max_position);
 }
 
 // A LoRA dropout mask: its key and where this rank's input sits in the whole input.
@@ -174,8 +174,8 @@ const VocabShard* LlamaLoraModel::vocab_shard() {
     Communicator* tp = options_.tensor_parallel;
     vocab_shard_.first = base_.lm_head_first;
     vocab_shard_.full_vocab = base_.config.vocab_size;
-    vocab_shard_.reduce = [tp](float* values, int64_t count, bool max) {
-      tp->all_reduce(values, count, max ? ReduceOp::Max : ReduceOp::Sum);
+    vocab_shard_.reduce = [tp](float* values, int64_t count, ReduceOp op) {
+      tp->all_reduce(values, count, op);
     };
   }
   return &vocab_shard_;

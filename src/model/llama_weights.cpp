@@ -23,7 +23,7 @@ class WeightBinder {
  public:
   WeightBinder(const fs::path& dir, LlamaWeights& weights) : dir_(dir), weights_(weights) {}
 
-  cpu::WeightView bind(const std::string& name, const std::vector<int64_t>& shape) {
+  WeightView bind(const std::string& name, const std::vector<int64_t>& shape) {
     const SafetensorsModel& model = *weights_.storage;
     if (!model.contains(name)) {
       fail("model", dir_.string() + ": tensor '" + name + "' is missing");
@@ -96,17 +96,20 @@ LlamaWeights load_llama_weights(const fs::path& model_dir) {
   return weights;
 }
 
-void ensure_rope_table(cpu::RopeTable& table, const LlamaConfig& config, int64_t max_position) {
+void ensure_rope_table(Backend& backend, RopeTable& table, const LlamaConfig& config,
+                       int64_t max_position) {
   if (table.max_positions > max_position) return;
-  std::optional<cpu::RopeLlama3Scaling> scaling;
+  RopeSpec spec;
+  spec.theta = config.rope_theta;
+  spec.head_dim = config.head_dim;
   if (config.rope_scaling) {
     const auto& r = *config.rope_scaling;
-    scaling = cpu::RopeLlama3Scaling{r.factor, r.low_freq_factor, r.high_freq_factor,
+    spec.scaling = RopeLlama3Scaling{r.factor, r.low_freq_factor, r.high_freq_factor,
                                      r.original_max_position_embeddings};
   }
-  int64_t size = 256;
-  while (size <= max_position) size *= 2;
-  table = cpu::rope_table_build(config.rope_theta, config.head_dim, size, scaling);
+  spec.max_positions = 256;
+  while (spec.max_positions <= max_position) spec.max_positions *= 2;
+  table = backend.build_rope_table(spec);
 }
 
 }  // namespace ll

@@ -6,31 +6,30 @@
 #include <memory>
 #include <vector>
 
-#include "backend/cpu/rope.h"
-#include "backend/cpu/weights.h"
+#include "backend/backend.h"
 #include "formats/llama_config.h"
 #include "formats/safetensors.h"
 
 namespace ll {
 
 struct LlamaLayerWeights {
-  cpu::WeightView input_layernorm;           // [hidden]
-  cpu::WeightView q_proj;                    // [num_heads*head_dim, hidden]
-  cpu::WeightView k_proj;                    // [num_kv_heads*head_dim, hidden]
-  cpu::WeightView v_proj;                    // [num_kv_heads*head_dim, hidden]
-  cpu::WeightView o_proj;                    // [hidden, num_heads*head_dim]
-  cpu::WeightView post_attention_layernorm;  // [hidden]
-  cpu::WeightView gate_proj;                 // [intermediate, hidden]
-  cpu::WeightView up_proj;                   // [intermediate, hidden]
-  cpu::WeightView down_proj;                 // [hidden, intermediate]
+  WeightView input_layernorm;           // [hidden]
+  WeightView q_proj;                    // [num_heads*head_dim, hidden]
+  WeightView k_proj;                    // [num_kv_heads*head_dim, hidden]
+  WeightView v_proj;                    // [num_kv_heads*head_dim, hidden]
+  WeightView o_proj;                    // [hidden, num_heads*head_dim]
+  WeightView post_attention_layernorm;  // [hidden]
+  WeightView gate_proj;                 // [intermediate, hidden]
+  WeightView up_proj;                   // [intermediate, hidden]
+  WeightView down_proj;                 // [hidden, intermediate]
 };
 
 struct LlamaWeights {
   LlamaConfig config;
-  cpu::WeightView embed_tokens;  // [vocab, hidden]
+  WeightView embed_tokens;  // [vocab, hidden]
   std::vector<LlamaLayerWeights> layers;
-  cpu::WeightView norm;     // [hidden]
-  cpu::WeightView lm_head;  // [vocab, hidden]; the embedding when tie_word_embeddings
+  WeightView norm;     // [hidden]
+  WeightView lm_head;  // [vocab, hidden]; the embedding when tie_word_embeddings
   // A tensor-parallel share (model/tensor_parallel.h) may hold only rows
   // [lm_head_first, lm_head_first + lm_head_rows) of the LM head; lm_head_rows 0: all of them.
   int64_t lm_head_first = 0;
@@ -44,9 +43,10 @@ struct LlamaWeights {
 // yet (an error says so).
 LlamaWeights load_llama_weights(const fs::path& model_dir);
 
-// Makes `table` cover RoPE positions [0, max_position] for this model (rope_theta, head_dim,
-// llama3 rope_scaling). It grows in powers of two from 256, so a run or a long generation
-// rebuilds it only a few times; a table that already covers max_position is kept.
-void ensure_rope_table(cpu::RopeTable& table, const LlamaConfig& config, int64_t max_position);
+// Makes `table` (built by `backend`) cover RoPE positions [0, max_position] for this model
+// (rope_theta, head_dim, llama3 rope_scaling). It grows in powers of two from 256, so a run or a
+// long generation rebuilds it only a few times; a table that already covers max_position is kept.
+void ensure_rope_table(Backend& backend, RopeTable& table, const LlamaConfig& config,
+                       int64_t max_position);
 
 }  // namespace ll

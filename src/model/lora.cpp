@@ -10,13 +10,20 @@ namespace ll {
 
 std::string_view lora_target_name(LoraTarget target) {
   switch (target) {
-    case LoraTarget::Q: return "q_proj";
-    case LoraTarget::K: return "k_proj";
-    case LoraTarget::V: return "v_proj";
-    case LoraTarget::O: return "o_proj";
-    case LoraTarget::Gate: return "gate_proj";
-    case LoraTarget::Up: return "up_proj";
-    case LoraTarget::Down: return "down_proj";
+    case LoraTarget::Q:
+      return "q_proj";
+    case LoraTarget::K:
+      return "k_proj";
+    case LoraTarget::V:
+      return "v_proj";
+    case LoraTarget::O:
+      return "o_proj";
+    case LoraTarget::Gate:
+      return "gate_proj";
+    case LoraTarget::Up:
+      return "up_proj";
+    case LoraTarget::Down:
+      return "down_proj";
   }
   return "?";
 }
@@ -26,8 +33,10 @@ std::string_view lora_target_block(LoraTarget target) {
     case LoraTarget::Q:
     case LoraTarget::K:
     case LoraTarget::V:
-    case LoraTarget::O: return "self_attn";
-    default: return "mlp";
+    case LoraTarget::O:
+      return "self_attn";
+    default:
+      return "mlp";
   }
 }
 
@@ -100,13 +109,18 @@ std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarg
   const int64_t q_out = model.num_attention_heads * model.head_dim;
   const int64_t kv_out = model.num_key_value_heads * model.head_dim;
   switch (target) {
-    case LoraTarget::Q: return {model.hidden_size, q_out};
+    case LoraTarget::Q:
+      return {model.hidden_size, q_out};
     case LoraTarget::K:
-    case LoraTarget::V: return {model.hidden_size, kv_out};
-    case LoraTarget::O: return {q_out, model.hidden_size};
+    case LoraTarget::V:
+      return {model.hidden_size, kv_out};
+    case LoraTarget::O:
+      return {q_out, model.hidden_size};
     case LoraTarget::Gate:
-    case LoraTarget::Up: return {model.hidden_size, model.intermediate_size};
-    case LoraTarget::Down: return {model.intermediate_size, model.hidden_size};
+    case LoraTarget::Up:
+      return {model.hidden_size, model.intermediate_size};
+    case LoraTarget::Down:
+      return {model.intermediate_size, model.hidden_size};
   }
   return {0, 0};
 }
@@ -144,10 +158,10 @@ LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64
   return adapter;
 }
 
-std::string lora_tensor_name(int64_t layer, LoraTarget target, char matrix) {
+std::string lora_tensor_name(int64_t layer, LoraTarget target, LoraPart part) {
   return "base_model.model.model.layers." + std::to_string(layer) + "." +
          std::string(lora_target_block(target)) + "." + std::string(lora_target_name(target)) +
-         ".lora_" + std::string(1, matrix) + ".weight";
+         ".lora_" + lora_part_letter(part) + ".weight";
 }
 
 }  // namespace ll

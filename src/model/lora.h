@@ -43,6 +43,13 @@ struct LoraConfig {
 // Parses "q_proj,k_proj,..." or "all-linear"; an unknown name is an error naming it.
 std::array<bool, kLoraTargetCount> parse_lora_targets(std::string_view list);
 
+// Which of a projection's two LoRA matrices: A [r, in] (lora_A) or B [out, r] (lora_B).
+enum class LoraPart { A, B };
+inline constexpr std::array<LoraPart, 2> kLoraParts = {LoraPart::A, LoraPart::B};
+inline const char* lora_part_letter(LoraPart part) {  // "A" or "B", as peft's names spell it
+  return part == LoraPart::A ? "A" : "B";
+}
+
 // One adapted projection: weights, gradients (same shapes) and its input/output sizes.
 struct LoraMatrix {
   int64_t in = 0;
@@ -82,6 +89,6 @@ std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarg
 LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed);
 
 // peft's tensor name of A or B of one layer's projection.
-std::string lora_tensor_name(int64_t layer, LoraTarget target, char matrix /* 'A' or 'B' */);
+std::string lora_tensor_name(int64_t layer, LoraTarget target, LoraPart part);
 
 }  // namespace ll

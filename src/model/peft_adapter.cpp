@@ -69,13 +69,13 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,
     for (LoraTarget target : kAllLoraTargets) {
       auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
-      for (char which : {'A', 'B'}) {
+      for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
         if (!tensors.contains(name)) {
           fail("adapter", (dir / weights_file).string() + ": tensor '" + name + "' is missing");
         }
         const TensorInfo& info = tensors.info(name);
-        const std::vector<int64_t> expected = which == 'A'
+        const std::vector<int64_t> expected = which == LoraPart::A
                                                   ? std::vector<int64_t>{lora.r, matrix->in}
                                                   : std::vector<int64_t>{matrix->out, lora.r};
         if (info.shape != expected) {
@@ -84,7 +84,7 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,
                               std::to_string(expected[0]) + ", " + std::to_string(expected[1]) +
                               "])");
         }
-        (which == 'A' ? matrix->a : matrix->b) = tensors.read_f32(name);
+        (which == LoraPart::A ? matrix->a : matrix->b) = tensors.read_f32(name);
       }
     }
   }
@@ -132,11 +132,11 @@ void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
       const auto as_bytes = [](const std::vector<float>& values) {
         return std::as_bytes(std::span(values.data(), values.size()));
       };
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'A'),
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, LoraPart::A),
                          DType::F32,
                          {lora.r, matrix->in},
                          as_bytes(matrix->a)});
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, 'B'),
+      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, LoraPart::B),
                          DType::F32,
                          {matrix->out, lora.r},
                          as_bytes(matrix->b)});

@@ -13,8 +13,8 @@ namespace {
 constexpr const char* kOrigin = "tensor-parallel";
 
 // Columns [begin, end) of every row of a [rows, cols] weight, copied into `store`.
-cpu::WeightView copy_columns(cpu::WeightView w, int64_t rows, int64_t cols, int64_t begin,
-                             int64_t end, std::vector<std::vector<std::byte>>& store) {
+WeightView copy_columns(WeightView w, int64_t rows, int64_t cols, int64_t begin, int64_t end,
+                        std::vector<std::vector<std::byte>>& store) {
   const size_t element = dtype_size(w.dtype);
   const size_t row_bytes = static_cast<size_t>(end - begin) * element;
   auto& copy = store.emplace_back(static_cast<size_t>(rows) * row_bytes);
@@ -27,7 +27,7 @@ cpu::WeightView copy_columns(cpu::WeightView w, int64_t rows, int64_t cols, int6
 }
 
 // Rows [begin, ...) of a row-major weight with `cols` columns: a view into the same memory.
-cpu::WeightView offset_rows(cpu::WeightView w, int64_t cols, int64_t begin) {
+WeightView offset_rows(WeightView w, int64_t cols, int64_t begin) {
   const auto* src = static_cast<const std::byte*>(w.data);
   return {src + static_cast<size_t>(begin * cols) * dtype_size(w.dtype), w.dtype};
 }
@@ -112,9 +112,9 @@ LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t 
   local.layers.resize(full.layers.size());
   for_each_lora_matrix(full, [&](int64_t layer, LoraTarget target, const LoraMatrix& whole) {
     LoraMatrix part;
-    if (lora_tp_split(target, 'A') == TpSplit::Columns) {  // row-parallel: A split, B whole
+    if (lora_tp_split(target, LoraPart::A) == TpSplit::Columns) {  // row-parallel: A split, B whole
       check(whole.in % size == 0, kOrigin,
-            lora_tensor_name(layer, target, 'A') + ": " + std::to_string(whole.in) +
+            lora_tensor_name(layer, target, LoraPart::A) + ": " + std::to_string(whole.in) +
                 " columns do not divide by " + std::to_string(size));
       part.in = whole.in / size;
       part.out = whole.out;
@@ -122,7 +122,7 @@ LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t 
       part.b = whole.b;
     } else {  // column-parallel: A whole, B split
       check(whole.out % size == 0, kOrigin,
-            lora_tensor_name(layer, target, 'B') + ": " + std::to_string(whole.out) +
+            lora_tensor_name(layer, target, LoraPart::B) + ": " + std::to_string(whole.out) +
                 " rows do not divide by " + std::to_string(size));
       part.in = whole.in;
       part.out = whole.out / size;

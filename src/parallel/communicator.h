@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-namespace ll {
+#include "core/reduce_op.h"
 
-enum class ReduceOp { Sum, Max };
+namespace ll {
 
 class Communicator {
  public:

@@ -79,7 +79,7 @@ int64_t check_adapter_tensors(
     const AdapterConfigSummary& config,
     const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors,
     const std::string& where) {
-  std::map<std::tuple<int64_t, LoraTarget, char>, const std::vector<int64_t>*> found;
+  std::map<std::tuple<int64_t, LoraTarget, LoraPart>, const std::vector<int64_t>*> found;
   std::array<std::optional<std::pair<int64_t, int64_t>>, kLoraTargetCount> in_out;  // per target
   int64_t layers = 0;
   for (const auto& [name, shape] : tensors) {
@@ -91,7 +91,7 @@ int64_t check_adapter_tensors(
           here + " adapts " + target_name + ", which target_modules does not name");
     check(shape.size() == 2 && shape[0] >= 1 && shape[1] >= 1, kOrigin,
           here + " has shape " + shape_text(shape) + "; expected a matrix");
-    const bool is_a = parsed->matrix == 'A';
+    const bool is_a = parsed->part == LoraPart::A;
     check(shape[is_a ? 0 : 1] == config.r, kOrigin,
           here + " has shape " + shape_text(shape) + " but r is " + std::to_string(config.r) +
               (is_a ? " (lora_A is [r, in])" : " (lora_B is [out, r])"));
@@ -103,15 +103,15 @@ int64_t check_adapter_tensors(
     check(size == dim, kOrigin,
           here + " has shape " + shape_text(shape) + " but other layers' " + target_name +
               (is_a ? " have in = " : " have out = ") + std::to_string(size));
-    found[{parsed->layer, parsed->target, parsed->matrix}] = &shape;
+    found[{parsed->layer, parsed->target, parsed->part}] = &shape;
     layers = std::max(layers, parsed->layer + 1);
   }
   for (int64_t layer = 0; layer < layers; ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
       if (!config.targets[static_cast<size_t>(target)]) continue;
-      for (char matrix : {'A', 'B'}) {
-        check(found.count({layer, target, matrix}) == 1, kOrigin,
-              where + ": tensor " + quote_name(lora_tensor_name(layer, target, matrix)) +
+      for (LoraPart part : kLoraParts) {
+        check(found.count({layer, target, part}) == 1, kOrigin,
+              where + ": tensor " + quote_name(lora_tensor_name(layer, target, part)) +
                   " is missing (the adapter has " + std::to_string(layers) + " layers)");
       }
     }

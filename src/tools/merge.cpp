@@ -68,12 +68,12 @@ std::vector<LoraTensorName> check_adapter_fits(const fs::path& adapter_dir,
           where + ": tensor " + quote_name(name) + " is for layer " +
               std::to_string(parsed->layer) + mismatch);
     const auto [in, out_features] = lora_target_shape(model, parsed->target);
-    const bool fits =
-        shape.size() == 2 && (parsed->matrix == 'A' ? shape[1] == in : shape[0] == out_features);
+    const bool fits = shape.size() == 2 &&
+                      (parsed->part == LoraPart::A ? shape[1] == in : shape[0] == out_features);
     if (!fits) {
       std::string needed = "[";
-      needed += parsed->matrix == 'A' ? std::string("r, ") + std::to_string(in)
-                                      : std::to_string(out_features) + ", r";
+      needed += parsed->part == LoraPart::A ? std::string("r, ") + std::to_string(in)
+                                            : std::to_string(out_features) + ", r";
       needed += "]";
       fail(kOrigin, where + ": tensor " + quote_name(name) + " is " + shape_text(shape) +
                         " where the model needs " + needed + mismatch);
@@ -191,7 +191,7 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
   for (const LoraTensorName& tensor : adapter_tensors) {
     check(lora.config.targets[static_cast<size_t>(tensor.target)], kOrigin,
           (adapter / kAdapterFile).string() + ": tensor " +
-              quote_name(lora_tensor_name(tensor.layer, tensor.target, tensor.matrix)) +
+              quote_name(lora_tensor_name(tensor.layer, tensor.target, tensor.part)) +
               " adapts a module that adapter_config.json's target_modules does not name");
   }
   const SafetensorsModel model = SafetensorsModel::open(base);

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "backend/cpu/cross_entropy.h"
+#include "backend/ops.h"
 #include "core/error.h"
 #include "core/random.h"
 #include "data/numpy_random.h"
@@ -42,7 +42,7 @@ TokenBatch make_token_batch(const TokenSequences& sequences, std::span<const uin
           t + 1 < seq_len && !(doc + 1 < starts.size() && starts[doc + 1] == t + 1);
       targets[t] = next_in_same_doc && seq.labels[static_cast<size_t>(t + 1)] != 0
                        ? seq.ids[static_cast<size_t>(t + 1)]
-                       : cpu::kIgnoreLabel;
+                       : kIgnoreLabel;
     }
     batch.document_starts.emplace_back(starts.begin(), starts.end());
     if (batch.document_starts.back().empty()) batch.document_starts.back().push_back(0);

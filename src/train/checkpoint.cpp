@@ -28,8 +28,8 @@ template <typename Visit>
 void for_each_lora_tensor(const LoraAdapter& adapter, Visit visit) {
   const int64_t r = adapter.config.r;
   for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
-    visit(lora_tensor_name(layer, target, 'A'), std::vector<int64_t>{r, m.in});
-    visit(lora_tensor_name(layer, target, 'B'), std::vector<int64_t>{m.out, r});
+    visit(lora_tensor_name(layer, target, LoraPart::A), std::vector<int64_t>{r, m.in});
+    visit(lora_tensor_name(layer, target, LoraPart::B), std::vector<int64_t>{m.out, r});
   });
 }
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "backend/cpu/adamw.h"
+#include "backend/backend.h"
 #include "model/lora.h"
 #include "parallel/communicator.h"
 
@@ -21,7 +21,9 @@ struct OptimizerSettings {
 
 class LoraOptimizer {
  public:
-  LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings);
+  // The updates run on `backend` (null: the CPU backend), in the memory the adapter's tensors
+  // live in (host vectors today: the CPU backend's memory).
+  LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings, Backend* backend = nullptr);
 
   // Norm of all LoRA gradients (before clipping), clipping them when above max_grad_norm.
   // With a tensor-parallel group of size > 1 the adapter is this rank's share: the squares
@@ -45,6 +47,7 @@ class LoraOptimizer {
   };
   LoraAdapter& adapter_;
   OptimizerSettings settings_;
+  Backend& backend_;
   std::vector<Slot> slots_;
   std::vector<std::vector<float>> exp_avg_;
   std::vector<std::vector<float>> exp_avg_sq_;

@@ -321,10 +321,10 @@ void Trainer::reduce_gradients() {
   const auto reduce = [&](Communicator& comm, bool replicated_only) {
     std::vector<std::vector<float>*> grads;
     for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, LoraMatrix& matrix) {
-      if (!replicated_only || lora_tp_split(target, 'A') == TpSplit::Replicated) {
+      if (!replicated_only || lora_tp_split(target, LoraPart::A) == TpSplit::Replicated) {
         grads.push_back(&matrix.grad_a);
       }
-      if (!replicated_only || lora_tp_split(target, 'B') == TpSplit::Replicated) {
+      if (!replicated_only || lora_tp_split(target, LoraPart::B) == TpSplit::Replicated) {
         grads.push_back(&matrix.grad_b);
       }
     });
@@ -344,8 +344,8 @@ void Trainer::reduce_gradients() {
 int64_t Trainer::lora_parameter_count() const {
   int64_t count = 0;
   for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, const LoraMatrix& m) {
-    for (char which : {'A', 'B'}) {
-      const auto held = static_cast<int64_t>((which == 'A' ? m.a : m.b).size());
+    for (LoraPart which : kLoraParts) {
+      const auto held = static_cast<int64_t>((which == LoraPart::A ? m.a : m.b).size());
       count += lora_tp_split(target, which) == TpSplit::Replicated ? held : held * tp_size();
     }
   });

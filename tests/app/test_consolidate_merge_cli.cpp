@@ -132,7 +132,7 @@ TEST_F(ConsolidateMergeCliErrors, ReplicatedTensorsDisagree) {
   other.layers[0][static_cast<size_t>(LoraTarget::Down)]->b[0] *= 2.0f;  // replicated: o/down B
   write_checkpoint(tmp / "ckpt", 2, &other);
   expect_one_line_error(consolidate(tmp / "ckpt"),
-                        lora_tensor_name(0, LoraTarget::Down, 'B') +
+                        lora_tensor_name(0, LoraTarget::Down, LoraPart::B) +
                             "' is replicated over tensor-parallel ranks but ranks 0 and 1");
   expect_no_output();
 }

@@ -18,9 +18,13 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/attention.h"
 #include "backend/cpu/cross_entropy.h"
+#include "backend/cpu/dropout.h"
 #include "backend/cpu/embedding.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/rmsnorm.h"
+#include "backend/cpu/rope.h"
 #include "backend/cpu/swiglu.h"
 #include "gradcheck.h"
 

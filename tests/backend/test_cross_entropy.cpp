@@ -226,14 +226,14 @@ TEST(CrossEntropy, VocabShardsCombineToTheWholeVocabulary) {
       VocabShard<double> shard;
       shard.first = rank * rows;
       shard.full_vocab = p.vocab;
-      shard.reduce = [&, rank](double* values, int64_t count, bool max) {
+      shard.reduce = [&, rank](double* values, int64_t count, ReduceOp op) {
         slots[static_cast<size_t>(rank)].assign(values, values + count);
         sync.arrive_and_wait();
         for (int64_t i = 0; i < count; ++i) {
           double combined = slots[0][static_cast<size_t>(i)];
           for (int other = 1; other < kRanks; ++other) {
             const double v = slots[static_cast<size_t>(other)][static_cast<size_t>(i)];
-            combined = max ? std::max(combined, v) : combined + v;
+            combined = op == ReduceOp::Max ? std::max(combined, v) : combined + v;
           }
           values[i] = combined;
         }

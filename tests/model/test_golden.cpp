@@ -111,11 +111,11 @@ TEST_P(Golden, LogitsLossAndLoraGradientsMatchTransformersPeft) {
     for (LoraTarget target : kAllLoraTargets) {
       const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
-      for (char which : {'A', 'B'}) {
+      for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
         const auto reference = expected.read_f32("grad." + name);
         const double error =
-            relative_error(which == 'A' ? matrix->grad_a : matrix->grad_b, reference);
+            relative_error(which == LoraPart::A ? matrix->grad_a : matrix->grad_b, reference);
         EXPECT_LE(error, 1e-4) << name;
         worst_grad_error = std::max(worst_grad_error, error);
         ++checked;
@@ -205,9 +205,9 @@ TEST(GoldenBf16, Bf16WeightsMatchTheReferenceAndTheStatedBounds) {
     for (LoraTarget target : kAllLoraTargets) {
       const auto& m = adapter.layers[layer][static_cast<size_t>(target)];
       if (!m) continue;
-      for (char which : {'A', 'B'}) {
+      for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
-        const auto& grad = which == 'A' ? m->grad_a : m->grad_b;
+        const auto& grad = which == LoraPart::A ? m->grad_a : m->grad_b;
         EXPECT_LE(relative_error(grad, expected.read_f32("ref_grad." + name)), 1e-4) << name;
         EXPECT_LE(relative_l2(grad, expected.read_f32("grad." + name)), 0.14) << name;
       }

@@ -51,10 +51,10 @@ void reduce_replicated(LoraAdapter& adapter, Communicator& tp) {
     for (LoraTarget target : kAllLoraTargets) {
       auto& m = layer[static_cast<size_t>(target)];
       if (!m) continue;
-      if (lora_tp_split(target, 'A') == TpSplit::Replicated) {
+      if (lora_tp_split(target, LoraPart::A) == TpSplit::Replicated) {
         tp.all_reduce(m->grad_a.data(), static_cast<int64_t>(m->grad_a.size()), ReduceOp::Sum);
       }
-      if (lora_tp_split(target, 'B') == TpSplit::Replicated) {
+      if (lora_tp_split(target, LoraPart::B) == TpSplit::Replicated) {
         tp.all_reduce(m->grad_b.data(), static_cast<int64_t>(m->grad_b.size()), ReduceOp::Sum);
       }
     }
@@ -140,7 +140,7 @@ void check_tp_model(const LlamaWeights& base, LoraAdapter adapter, int size, dou
         ASSERT_EQ(w.has_value(), g.has_value());
         if (!w) continue;
         const std::string name = "rank " + std::to_string(r) + " " +
-                                 lora_tensor_name(static_cast<int64_t>(layer), target, 'A');
+                                 lora_tensor_name(static_cast<int64_t>(layer), target, LoraPart::A);
         expect_close(g->grad_a, w->a, name + " grad");
         expect_close(g->grad_b, w->b, name + " (B) grad");
       }
@@ -229,7 +229,7 @@ TEST(TensorParallel, SlicedAdapterShardsJoinBackToTheWhole) {
     ASSERT_TRUE(parsed.has_value());
     const auto& m =
         adapter.layers[static_cast<size_t>(parsed->layer)][static_cast<size_t>(parsed->target)];
-    const std::vector<float>& want = parsed->matrix == 'A' ? m->a : m->b;
+    const std::vector<float>& want = parsed->part == LoraPart::A ? m->a : m->b;
     const auto bytes = shards.read(i, scratch);
     ASSERT_EQ(bytes.size(), want.size() * sizeof(float));
     EXPECT_EQ(std::memcmp(bytes.data(), want.data(), bytes.size()), 0) << shards.tensors()[i].name;

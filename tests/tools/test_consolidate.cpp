@@ -127,8 +127,8 @@ TEST(AdapterShards, EachShardHoldsItsSliceAndSaysHowItIsSplit) {
     return std::pair{info.shape, values};
   };
   // q_proj (column-parallel): A replicated, B rows 16..31 of 64.
-  const std::string q_a = lora_tensor_name(0, LoraTarget::Q, 'A');
-  const std::string q_b = lora_tensor_name(0, LoraTarget::Q, 'B');
+  const std::string q_a = lora_tensor_name(0, LoraTarget::Q, LoraPart::A);
+  const std::string q_b = lora_tensor_name(0, LoraTarget::Q, LoraPart::B);
   EXPECT_EQ(shard.metadata().at("tp_split." + q_a), "none");
   EXPECT_EQ(shard.metadata().at("tp_split." + q_b), "0");
   EXPECT_EQ(read(q_a).second, q.a);
@@ -136,8 +136,8 @@ TEST(AdapterShards, EachShardHoldsItsSliceAndSaysHowItIsSplit) {
   EXPECT_EQ(q_b_shape, (std::vector<int64_t>{16, 4}));
   EXPECT_EQ(q_b_values, std::vector<float>(q.b.begin() + 16 * 4, q.b.begin() + 32 * 4));
   // o_proj (row-parallel): A columns 16..31 of 64 in every row, B replicated.
-  const std::string o_a = lora_tensor_name(0, LoraTarget::O, 'A');
-  const std::string o_b = lora_tensor_name(0, LoraTarget::O, 'B');
+  const std::string o_a = lora_tensor_name(0, LoraTarget::O, LoraPart::A);
+  const std::string o_b = lora_tensor_name(0, LoraTarget::O, LoraPart::B);
   EXPECT_EQ(shard.metadata().at("tp_split." + o_a), "1");
   EXPECT_EQ(shard.metadata().at("tp_split." + o_b), "none");
   const auto [o_a_shape, o_a_values] = read(o_a);
@@ -156,7 +156,7 @@ TEST(AdapterShards, SplitThatDoesNotDivideIsRefusedBeforeWriting) {
   const std::string message =
       test::error_of([&] { save_adapter_tp_shard(tmp.path(), random_adapter(1), 0, 3); });
   // q_proj's B has 64 rows: the first split that 3 does not divide.
-  EXPECT_TRUE(contains(message, lora_tensor_name(0, LoraTarget::Q, 'B'))) << message;
+  EXPECT_TRUE(contains(message, lora_tensor_name(0, LoraTarget::Q, LoraPart::B))) << message;
   EXPECT_TRUE(contains(message, "does not divide by tensor_parallel_size 3")) << message;
   EXPECT_TRUE(fs::is_empty(tmp.path()));
 }
@@ -168,11 +168,11 @@ TEST(AdapterShards, ShardNamesParse) {
   EXPECT_FALSE(parse_adapter_tp_shard_name("adapter-tp2-of-8.safetensors.tmp-1-0"));
   EXPECT_FALSE(parse_adapter_tp_shard_name("adapter-tp-of-8.safetensors"));
   EXPECT_FALSE(parse_adapter_tp_shard_name("adapter-tp-1-of-8.safetensors"));
-  const auto parsed = parse_lora_tensor_name(lora_tensor_name(12, LoraTarget::Down, 'B'));
+  const auto parsed = parse_lora_tensor_name(lora_tensor_name(12, LoraTarget::Down, LoraPart::B));
   ASSERT_TRUE(parsed);
   EXPECT_EQ(parsed->layer, 12);
   EXPECT_EQ(parsed->target, LoraTarget::Down);
-  EXPECT_EQ(parsed->matrix, 'B');
+  EXPECT_EQ(parsed->part, LoraPart::B);
   EXPECT_FALSE(parse_lora_tensor_name("base_model.model.model.layers.0.mlp.q_proj.lora_A.weight"));
 }
 
@@ -220,7 +220,7 @@ TEST_F(ConsolidateBadInput, ReplicatedTensorsDisagree) {
   other.layers[1][static_cast<size_t>(LoraTarget::Q)]->a[5] += 1e-3f;
   save_adapter_tp_shard(checkpoint(), other, 3, 4);
   const std::string message = consolidate_error();
-  EXPECT_TRUE(contains(message, lora_tensor_name(1, LoraTarget::Q, 'A'))) << message;
+  EXPECT_TRUE(contains(message, lora_tensor_name(1, LoraTarget::Q, LoraPart::A))) << message;
   EXPECT_TRUE(contains(message, "ranks 0 and 3")) << message;
   EXPECT_TRUE(contains(message, "element 5")) << message;
 }
@@ -230,7 +230,7 @@ TEST_F(ConsolidateBadInput, StatedSplitIsNotTheLayout) {
   const fs::path path = checkpoint() / "adapter-tp1-of-4.safetensors";
   const SafetensorsFile shard = SafetensorsFile::open(path);
   Metadata metadata = shard.metadata();
-  metadata["tp_split." + lora_tensor_name(0, LoraTarget::Q, 'B')] = "none";
+  metadata["tp_split." + lora_tensor_name(0, LoraTarget::Q, LoraPart::B)] = "none";
   std::vector<TensorToWrite> tensors;
   for (const TensorInfo& info : shard.tensors()) {
     tensors.push_back({info.name, info.dtype, info.shape, shard.data(info)});

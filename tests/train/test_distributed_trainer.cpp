@@ -216,7 +216,7 @@ TEST(DistributedTrainer, ConsolidatedShardsEqualTheSingleProcessAdapter) {
     ASSERT_TRUE(name.has_value());
     const auto& m =
         reference.layers[static_cast<size_t>(name->layer)][static_cast<size_t>(name->target)];
-    const std::vector<float>& want = name->matrix == 'A' ? m->a : m->b;
+    const std::vector<float>& want = name->part == LoraPart::A ? m->a : m->b;
     const auto bytes = shards.read(i, scratch);
     ASSERT_EQ(bytes.size(), want.size() * sizeof(float));
     const auto* got = reinterpret_cast<const float*>(bytes.data());

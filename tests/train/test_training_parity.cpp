@@ -9,9 +9,9 @@
 // learning rate exactly, and the final LoRA weights within 1e-4 of the largest weight.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <cmath>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/file.h"
 #include "formats/safetensors.h"
@@ -43,9 +43,9 @@ TEST(TrainingParity, TwentyStepsMatchHfTrainer) {
 
   const auto& args = log["training_arguments"];
   LlamaLoraModel model(base, &adapter, ModelOptions{});
-  LoraOptimizer optimizer(adapter, OptimizerSettings{args["adam_beta1"], args["adam_beta2"],
-                                                     args["adam_epsilon"], args["weight_decay"],
-                                                     args["max_grad_norm"]});
+  LoraOptimizer optimizer(
+      adapter, OptimizerSettings{args["adam_beta1"], args["adam_beta2"], args["adam_epsilon"],
+                                 args["weight_decay"], args["max_grad_norm"]});
   const int64_t total_steps = args["max_steps"];
   for (const auto& step_log : log["steps"]) {
     const int64_t step = step_log["step"];
@@ -77,9 +77,9 @@ TEST(TrainingParity, TwentyStepsMatchHfTrainer) {
       loss += model.forward_backward(batch, 1.0 / static_cast<double>(label_tokens));
     }
     const double grad_norm = optimizer.clip_gradients();
-    const double lr = scheduled_lr(parse_lr_schedule(args["lr_scheduler_type"].get<std::string>()),
-                                   args["learning_rate"], step - 1, args["warmup_steps"],
-                                   total_steps);
+    const double lr =
+        scheduled_lr(parse_lr_schedule(args["lr_scheduler_type"].get<std::string>()),
+                     args["learning_rate"], step - 1, args["warmup_steps"], total_steps);
     optimizer.step(lr);
 
     const double expected_loss = step_log["loss_exact"];
@@ -96,10 +96,10 @@ TEST(TrainingParity, TwentyStepsMatchHfTrainer) {
     for (LoraTarget target : kAllLoraTargets) {
       const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
-      for (char which : {'A', 'B'}) {
+      for (LoraPart which : kLoraParts) {
         const auto reference =
             final_weights.read_f32(lora_tensor_name(static_cast<int64_t>(layer), target, which));
-        const auto& ours = which == 'A' ? matrix->a : matrix->b;
+        const auto& ours = which == LoraPart::A ? matrix->a : matrix->b;
         double max_ref = 0, max_diff = 0;
         for (size_t i = 0; i < ours.size(); ++i) {
           max_ref = std::max(max_ref, std::fabs(static_cast<double>(reference[i])));

@@ -60,11 +60,6 @@ double grad_sum_of_squares(const float* grad, int64_t n) {
   return total;
 }
 
-double clip_coefficient(double total_norm, double max_norm) {
-  const double coefficient = max_norm / (total_norm + 1e-6);
-  return coefficient < 1.0 ? coefficient : 1.0;
-}
-
 void grad_scale(float* grad, int64_t n, float scale) {
 #pragma omp parallel for schedule(static) if (n >= 65536)
   for (int64_t i = 0; i < n; ++i) grad[i] *= scale;

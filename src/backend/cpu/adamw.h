@@ -21,15 +21,11 @@
 #include <cstdint>
 #include <span>
 
+#include "backend/ops.h"
+
 namespace ll::cpu {
 
-struct AdamWConfig {
-  double lr = 1e-3;  // the scheduled learning rate of this step
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.01;
-};
+using ll::AdamWConfig;  // backend/ops.h
 
 // One AdamW step on one tensor: param, grad, exp_avg, exp_avg_sq [n] fp32. `step` is the
 // 1-based number of this update (torch's state["step"] after its increment).
@@ -39,8 +35,7 @@ void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_av
 // Σ grad[i]² in double: one tensor's share of the squared global norm.
 double grad_sum_of_squares(const float* grad, int64_t n);
 
-// max_norm / (total_norm + 1e-6), clamped to at most 1 (1 means: leave the gradients alone).
-double clip_coefficient(double total_norm, double max_norm);
+using ll::clip_coefficient;  // backend/ops.h
 
 // grad[i] *= scale.
 void grad_scale(float* grad, int64_t n, float scale);

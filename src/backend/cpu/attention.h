@@ -26,14 +26,11 @@
 #include <cstdint>
 #include <span>
 
+#include "backend/ops.h"
+
 namespace ll::cpu {
 
-struct AttentionShape {
-  int64_t tokens = 0;               // T
-  int64_t num_attention_heads = 0;  // query heads
-  int64_t num_key_value_heads = 0;  // divides num_attention_heads
-  int64_t head_dim = 0;
-};
+using ll::AttentionShape;  // backend/ops.h
 
 // document_starts: where each packed document begins in the sequence, ascending, first 0, all
 // < tokens (data/packing.h's SequenceView::document_starts). Empty or {0} = one document (plain

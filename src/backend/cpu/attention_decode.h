@@ -20,15 +20,11 @@
 
 #include <cstdint>
 
+#include "backend/ops.h"
+
 namespace ll::cpu {
 
-struct DecodeAttentionShape {
-  int64_t new_tokens = 0;           // m >= 1: the queries
-  int64_t past_tokens = 0;          // p0 >= 0: cached positions before the first query
-  int64_t num_attention_heads = 0;  // query heads
-  int64_t num_key_value_heads = 0;  // divides num_attention_heads
-  int64_t head_dim = 0;
-};
+using ll::DecodeAttentionShape;  // backend/ops.h
 
 // out [m, n_heads*head_dim] = causal attention of q against rows [0, p0 + m) of the caches.
 // Shapes are checked (ll::Error naming the bad size).

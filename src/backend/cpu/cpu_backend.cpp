@@ -152,4 +152,34 @@ void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm, 
   cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
 }
 
+RopeTable CpuBackend::build_rope_table(const RopeSpec& spec) {
+  return rope_table_build(spec.theta, spec.head_dim, spec.max_positions, spec.scaling);
+}
+
+void CpuBackend::adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                              int64_t n, const AdamWConfig& config, int64_t step) {
+  cpu::adamw_update(param, grad, exp_avg, exp_avg_sq, n, config, step);
+}
+
+double CpuBackend::sum_of_squares(const float* x, int64_t n) {
+  return grad_sum_of_squares(x, n);
+}
+
+void CpuBackend::scale(float* x, int64_t n, float s) {
+  grad_scale(x, n, s);
+}
+
+void CpuBackend::zero(float* x, int64_t n) {
+  if (n > 0) std::memset(x, 0, static_cast<size_t>(n) * sizeof(float));
+}
+
 }  // namespace ll::cpu
+
+namespace ll {
+
+Backend& cpu_backend() {
+  static cpu::CpuBackend backend;
+  return backend;
+}
+
+}  // namespace ll

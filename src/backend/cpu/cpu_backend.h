@@ -4,6 +4,14 @@
 #pragma once
 
 #include "backend/backend.h"
+#include "backend/cpu/adamw.h"
+#include "backend/cpu/attention.h"
+#include "backend/cpu/attention_decode.h"
+#include "backend/cpu/cross_entropy.h"
+#include "backend/cpu/dropout.h"
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/rope.h"
+#include "backend/cpu/weights.h"
 
 namespace ll::cpu {
 
@@ -16,6 +24,8 @@ class CpuBackend final : public Backend {
   void copy(float* dst, const float* src, int64_t count) override;
   void upload(float* dst, const float* host, int64_t count) override;
   void download(float* host, const float* src, int64_t count) override;
+
+  RopeTable build_rope_table(const RopeSpec& spec) override;
 
   void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k, float alpha,
             const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
@@ -62,6 +72,12 @@ class CpuBackend final : public Backend {
                              const ll::VocabShard* shard) override;
   void lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                       int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) override;
+
+  void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+                    const AdamWConfig& config, int64_t step) override;
+  double sum_of_squares(const float* x, int64_t n) override;
+  void scale(float* x, int64_t n, float s) override;
+  void zero(float* x, int64_t n) override;
 };
 
 }  // namespace ll::cpu

@@ -70,7 +70,7 @@ void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, cons
       for (int64_t v = 1; v < vocab; ++v) m = std::max(m, row[v]);
       row_max[r] = m;
     }
-    if (shard) shard->reduce(row_max, count, true);
+    if (shard) shard->reduce(row_max, count, ReduceOp::Max);
 #pragma omp parallel for schedule(static) if (parallel_rows)
     for (int64_t r = 0; r < count; ++r) {
       T* row = logits.data() + r * vocab;
@@ -88,7 +88,7 @@ void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, cons
       for (T lane : lanes) sum += lane;
       row_sum[r] = sum;
     }
-    if (shard) shard->reduce(row_sum, 2 * count, false);  // Σexp and label logits
+    if (shard) shard->reduce(row_sum, 2 * count, ReduceOp::Sum);  // Σexp and label logits
 #pragma omp parallel for schedule(static) if (parallel_rows)
     for (int64_t r = 0; r < count; ++r) {
       losses[c0 + r] = (row_max[r] - label_logit[r]) + std::log(row_sum[r]);

@@ -25,21 +25,10 @@
 
 namespace ll::cpu {
 
-inline constexpr int32_t kIgnoreLabel = -100;
-
-// Vocabulary parallelism (Megatron's parallel cross-entropy): each tensor-parallel rank holds
-// rows [first, first + vocab) of W_lm out of full_vocab. Per chunk, the row maxima, then the
-// Σexp and label logits, are combined over the ranks through `reduce` (a collective: every
-// rank calls it the same number of times with the same counts), so every rank gets the whole
-// vocabulary's losses; dh is this rank's share, which the caller sums over the ranks. Labels
-// are ids of the whole vocabulary.
+using ll::kIgnoreLabel;  // backend/ops.h
+// Vocabulary parallelism: backend/ops.h VocabShardOf, for the activation type T.
 template <typename T>
-struct VocabShard {
-  int64_t first = 0;
-  int64_t full_vocab = 0;
-  // values[count] = max (max == true) or sum over the ranks, in place.
-  std::function<void(T* values, int64_t count, bool max)> reduce;
-};
+using VocabShard = ll::VocabShardOf<T>;
 
 // Training: returns loss_scale · Σ loss_t over the labelled tokens (summed in double) and
 // writes dh[tokens, hidden] (rows of ignored tokens are zero). Throws ll::Error, before

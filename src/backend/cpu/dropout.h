@@ -13,20 +13,7 @@ namespace ll::cpu {
 // A uniform double in [0, 1) from a 64-bit key (splitmix64 finaliser, 53 bits).
 double dropout_uniform(uint64_t key);
 
-// Where a tensor sits in the tensor its mask is drawn for: the default is the whole tensor
-// (element i uses mask element i). A tensor-parallel rank holding columns
-// [col_offset, col_offset + cols) of a [rows, full_cols] activation sets all three, so its
-// element (row, c) uses mask element row·full_cols + col_offset + c: the same mask as the
-// whole tensor's, whatever the number of ranks.
-struct DropoutWindow {
-  int64_t cols = 0;  // 0: the whole tensor
-  int64_t full_cols = 0;
-  int64_t col_offset = 0;
-
-  int64_t mask_index(int64_t i) const {
-    return cols == 0 ? i : (i / cols) * full_cols + col_offset + i % cols;
-  }
-};
+using ll::DropoutWindow;  // backend/ops.h: where a tensor-parallel slice sits in the mask
 
 // Whether element `index` is kept under `key` with drop probability p.
 inline bool dropout_keeps(uint64_t key, int64_t index, double p) {

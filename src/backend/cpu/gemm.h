@@ -18,11 +18,8 @@
 
 namespace ll::cpu {
 
-enum class Transpose : uint8_t { No, Yes };
-
-// Whether an op writes its output (`No`) or adds to what is there (`Yes`, as a gradient that
-// sums contributions from several paths does).
-enum class Accumulate : uint8_t { No, Yes };
+using ll::Accumulate;  // backend/ops.h
+using ll::Transpose;
 
 // C[m, n] = alpha · op(A) · op(B) + beta · C, row-major with leading dimensions:
 //   op(A) = A [m, k] (lda >= k), or Aᵀ with A stored [k, m] (lda >= m);

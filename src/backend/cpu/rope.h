@@ -20,16 +20,12 @@
 #include <optional>
 #include <vector>
 
+#include "backend/ops.h"
+
 namespace ll::cpu {
 
-// rope_scaling {"rope_type": "llama3", ...} of config.json. The model layer maps
-// formats/llama_config.h's RopeScaling onto this.
-struct RopeLlama3Scaling {
-  double factor = 8.0;
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-};
+using ll::RopeLlama3Scaling;  // backend/ops.h
+using ll::RopeTable;
 
 // [head_dim/2] fp32: transformers' LlamaRotaryEmbedding.inv_freq, every step rounded to fp32
 // as torch does it. Throws ll::Error on a head_dim that is not positive and even, a
@@ -37,16 +33,7 @@ struct RopeLlama3Scaling {
 std::vector<float> rope_inv_freq(double rope_theta, int64_t head_dim,
                                  const std::optional<RopeLlama3Scaling>& scaling);
 
-// cos/sin for positions [0, max_positions), computed once and shared by every layer.
-// Positions restart per packed document, so max_positions = the sequence length suffices.
-struct RopeTable {
-  int64_t head_dim = 0;
-  int64_t max_positions = 0;
-  std::vector<float> inv_freq;  // [head_dim/2] fp32
-  std::vector<float> cos;       // [max_positions, head_dim/2] fp32 (the second half repeats it)
-  std::vector<float> sin;       // [max_positions, head_dim/2] fp32
-};
-
+// The cos/sin table (backend/ops.h RopeTable) for positions [0, max_positions).
 RopeTable rope_table_build(double rope_theta, int64_t head_dim, int64_t max_positions,
                            const std::optional<RopeLlama3Scaling>& scaling);
 

@@ -10,15 +10,14 @@
 
 #include <cstdint>
 
+#include "backend/ops.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
 namespace ll::cpu {
 
-struct WeightView {
-  const void* data = nullptr;  // row-major, `dtype` elements
-  DType dtype = DType::F32;
-};
+using ll::MemorySpace;
+using ll::WeightView;  // backend/ops.h
 
 inline WeightView weight_f32(const float* data) {
   return {data, DType::F32};
