@@ -30,6 +30,29 @@ struct LlamaLoraModel::Activations {
   std::array<Buffer, kLoraTargetCount> lora_x;
 };
 
+// The scratch memory of the backward and the loss, owned by the model and reused by every
+// call: a Buffer only reallocates when it must grow, so once the first training step has
+// sized them (micro-batches of one shape) the step loop allocates nothing on the backend.
+struct LlamaLoraModel::Workspace {
+  Buffer lora_du;       // [N, r]
+  Buffer lora_scratch;  // [N, in] the LoRA path's input gradient before dropout
+  Buffer d_mid;         // [N, hidden] the residual passes dy through
+  Buffer dh;            // [N, intermediate]
+  Buffer d_gate;        // [N, intermediate]
+  Buffer d_up;          // [N, intermediate]
+  Buffer d_xn;          // [N, hidden]
+  Buffer d_attn;        // [N, heads*head_dim]
+  Buffer dq;            // [N, heads*head_dim]
+  Buffer dk;            // [N, kv_heads*head_dim]
+  Buffer dv;            // [N, kv_heads*head_dim]
+  Buffer d_hidden;      // [N, hidden] after the LM head
+  Buffer d_x;           // [N, hidden] gradient of the residual stream
+  Buffer d_prev;        // [N, hidden]
+  Buffer discard;       // [N, hidden] a recomputed layer's output
+  Buffer losses;        // [N]
+  Buffer logits;        // [N, this rank's vocabulary rows]
+};
+
 int64_t TokenBatch::target_count() const {
   return std::count_if(targets.begin(), targets.end(), [](int32_t t) { return t >= 0; });
 }
@@ -72,6 +95,7 @@ LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, M
   const size_t copies =
       options_.checkpointing == Checkpointing::On ? 1 : static_cast<size_t>(c.num_hidden_layers);
   for (size_t i = 0; i < copies; ++i) layer_acts_.push_back(std::make_unique<Activations>());
+  work_ = std::make_unique<Workspace>();
   layer_inputs_.resize(static_cast<size_t>(c.num_hidden_layers + 1));
 }
 
@@ -113,13 +137,13 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, do
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
 void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, double dropout,
                    const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
-                   const Buffer& x_dropped, Buffer& scratch, const DropoutMask& mask) {
+                   const Buffer& x_dropped, Buffer& du, Buffer& scratch, const DropoutMask& mask) {
   const int64_t r = config.r;
   const float scale = static_cast<float>(config.scale());
   const float* input = dropout > 0 ? x_dropped.data() : x;
   be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
           m.grad_b.data(), r);
-  Buffer du(be, n * r);  // [N, r]
+  du.resize(be, n * r);  // [N, r]
   be.gemm(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
           du.data(), r);
   be.gemm(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
@@ -273,7 +297,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
   const float* x = layer_inputs_[static_cast<size_t>(layer)].data();
   Backend& be = backend_;
-  Buffer scratch;
+  Workspace& ws = *work_;
 
   // dx_in [N, in] (+)= dy·W (+ the LoRA path, whose weights also get their gradients).
   const auto project_back = [&](LoraTarget target, WeightView weight, const float* in,
@@ -283,20 +307,26 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
       lora_backward(be, *(*lora)[t], adapter_->config, lora_dropout(), in, dy, dx_in, n,
-                    a.lora_u[t], a.lora_x[t], scratch, dropout_mask(layer, target, (*lora)[t]->in));
+                    a.lora_u[t], a.lora_x[t], ws.lora_du, ws.lora_scratch,
+                    dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 
   // MLP: x_out = x_mid + h·W_downᵀ.
-  Buffer d_mid(be, n * hidden);  // [N, hidden] the residual passes dy through
+  Buffer& d_mid = ws.d_mid;
+  d_mid.resize(be, n * hidden);
   be.copy(d_mid.data(), d_out, n * hidden);
-  Buffer dh(be, n * inter);  // [N, intermediate]
+  Buffer& dh = ws.dh;
+  dh.resize(be, n * inter);
   project_back(LoraTarget::Down, w.down_proj, a.h.data(), inter, d_out, hidden, dh.data(),
                Accumulate::No);
-  Buffer d_gate(be, n * inter);  // [N, intermediate]
-  Buffer d_up(be, n * inter);    // [N, intermediate]
+  Buffer& d_gate = ws.d_gate;
+  Buffer& d_up = ws.d_up;
+  d_gate.resize(be, n * inter);
+  d_up.resize(be, n * inter);
   be.swiglu_backward(d_gate.data(), d_up.data(), dh.data(), a.gate.data(), a.up.data(), n * inter);
-  Buffer d_xn(be, n * hidden);  // [N, hidden]
+  Buffer& d_xn = ws.d_xn;
+  d_xn.resize(be, n * hidden);
   project_back(LoraTarget::Gate, w.gate_proj, a.xn2.data(), hidden, d_gate.data(), inter,
                d_xn.data(), Accumulate::No);
   project_back(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, d_up.data(), inter, d_xn.data(),
@@ -307,12 +337,16 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
 
   // Attention: x_mid = x + attn·W_oᵀ.
   be.copy(d_x, d_mid.data(), n * hidden);
-  Buffer d_attn(be, n * q_out);  // [N, heads*head_dim]
+  Buffer& d_attn = ws.d_attn;
+  d_attn.resize(be, n * q_out);
   project_back(LoraTarget::O, w.o_proj, a.attn.data(), q_out, d_mid.data(), hidden, d_attn.data(),
                Accumulate::No);
-  Buffer dq(be, n * q_out);   // [N, heads*head_dim]
-  Buffer dk(be, n * kv_out);  // [N, kv_heads*head_dim]
-  Buffer dv(be, n * kv_out);  // [N, kv_heads*head_dim]
+  Buffer& dq = ws.dq;
+  Buffer& dk = ws.dk;
+  Buffer& dv = ws.dv;
+  dq.resize(be, n * q_out);
+  dk.resize(be, n * kv_out);
+  dv.resize(be, n * kv_out);
   const AttentionShape shape = attention_shape(c, batch.seq_len);
   for (int64_t row = 0; row < batch.rows; ++row) {
     const int64_t t0 = row * batch.seq_len;
@@ -370,17 +404,20 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   const LlamaConfig& c = base_.config;
   forward_layers(batch, ForwardMode::Train);
   const int64_t n = batch.tokens();
-  Buffer d_hidden(backend_, n * c.hidden_size);  // [N, hidden]
+  Buffer& d_hidden = work_->d_hidden;
+  d_hidden.resize(backend_, n * c.hidden_size);
   const VocabShard* shard = vocab_shard();
   const double loss = backend_.cross_entropy_forward_backward(
       d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n, c.hidden_size,
       lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
   if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
-  Buffer d_x(backend_, n * c.hidden_size);  // [N, hidden] gradient of the residual stream
+  Buffer& d_x = work_->d_x;
+  d_x.resize(backend_, n * c.hidden_size);
   backend_.rmsnorm_backward(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
                             final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
-  Buffer d_prev(backend_, n * c.hidden_size);  // [N, hidden]
-  Buffer discard;                              // [N, hidden] a recomputed layer's output
+  Buffer& d_prev = work_->d_prev;
+  Buffer& discard = work_->discard;
+  d_prev.resize(backend_, n * c.hidden_size);
   for (int64_t i = c.num_hidden_layers - 1; i >= 0; --i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     if (options_.checkpointing == Checkpointing::On) {
@@ -399,7 +436,8 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch, ForwardMode mod
   const LlamaConfig& c = base_.config;
   forward_layers(batch, mode);
   const int64_t n = batch.tokens();
-  Buffer losses(backend_, n);  // [N]
+  Buffer& losses = work_->losses;
+  losses.resize(backend_, n);
   backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), base_.lm_head,
                                  batch.targets.data(), n, c.hidden_size, lm_head_rows(),
                                  options_.loss_chunk_tokens, vocab_shard());
@@ -417,7 +455,8 @@ std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch, Forwa
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = i;
   const int64_t here = lm_head_rows();
-  Buffer logits(backend_, n * here);  // [N, this rank's vocabulary rows]
+  Buffer& logits = work_->logits;
+  logits.resize(backend_, n * here);
   backend_.lm_head_logits(logits.data(), final_hidden_.data(), base_.lm_head, rows.data(), n, n,
                           c.hidden_size, here);
   std::vector<float> host(static_cast<size_t>(n * here));

@@ -88,6 +88,7 @@ class LlamaLoraModel {
 
  private:
   struct Activations;
+  struct Workspace;
   void forward_layers(const TokenBatch& batch, ForwardMode mode);
   double lora_dropout() const;  // the dropout probability of the current forward's mode
   void layer_forward(int64_t layer, const TokenBatch& batch, const float* x, float* x_out,
@@ -112,6 +113,7 @@ class LlamaLoraModel {
   ForwardMode mode_ = ForwardMode::Eval;  // of the forward (and backward) in progress
   RopeTable rope_;
   std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
+  std::unique_ptr<Workspace> work_;                       // the backward's and loss's scratch
   std::vector<Buffer> layer_inputs_;                      // [layers + 1][tokens, hidden]
   Buffer final_hidden_;                                   // [tokens, hidden] after the final norm
   Buffer final_rstd_;                                     // [tokens]

@@ -189,10 +189,13 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   model_options.checkpointing =
       args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
   if (tp_size() > 1) model_options.tensor_parallel = options_.parallel->tp.get();
+  model_options.backend = options_.backend;
   model_ = std::make_unique<LlamaLoraModel>(weights(), &adapter_, model_options);
   optimizer_ = std::make_unique<LoraOptimizer>(
-      adapter_, OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon,
-                                  args_.weight_decay, args_.max_grad_norm});
+      adapter_,
+      OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon, args_.weight_decay,
+                        args_.max_grad_norm},
+      options_.backend);
   if (options_.resume) {
     restore_optimizer(*optimizer_, *options_.resume);
     options_.resume.reset();  // the moments now live in the optimizer

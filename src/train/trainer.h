@@ -77,6 +77,8 @@ struct TrainerOptions {
   // Trainer with the same settings and data; only world rank 0 writes metrics and the json
   // files, and its progress style should be the only one that is not Quiet.
   ParallelGroups* parallel = nullptr;
+  // Where the model's ops and the optimizer run; null: the CPU backend.
+  Backend* backend = nullptr;
 };
 
 struct StepRecord {

@@ -13,6 +13,7 @@
 #include "core/file.h"
 #include "data/dataset.h"
 #include "data/numpy_random.h"
+#include "forwarding_backend.h"
 #include "model/llama_model.h"
 #include "test_util.h"
 #include "train/batches.h"
@@ -266,6 +267,44 @@ TEST(Trainer, EvaluationRunsWithoutDropout) {
   EXPECT_NE(*ours, eval_in(ForwardMode::Train));
   EXPECT_EQ(result.evals.back().second, *ours);
   EXPECT_EQ(trainer.adapter().config.dropout, 0.3);  // evaluation leaves the config alone
+}
+
+// Counts the Backend allocations of a training run (every op forwards to the CPU backend).
+class AllocationCounter final : public test::ForwardingBackend {
+ public:
+  int64_t allocations = 0;
+  float* allocate(int64_t count) override {
+    ++allocations;
+    return ForwardingBackend::allocate(count);
+  }
+};
+
+TEST(Trainer, StepsAfterTheFirstAllocateNothingOnTheBackend) {
+  // The model's activations and backward scratch are sized by the first step and reused
+  // (micro-batches of one shape), so a 6-step run allocates exactly what a 1-step run does.
+  // Without evaluation (eval batches may be shaped otherwise) and with gradient accumulation,
+  // with and without checkpointing (its recompute path too).
+  for (const bool checkpointing : {false, true}) {
+    SCOPED_TRACE(checkpointing ? "checkpointing" : "stored activations");
+    std::vector<int64_t> counts;
+    for (const int64_t steps : {1, 6}) {
+      test::TempDir out;
+      TrainingArgs args = small_args(out / "run");
+      args.max_steps = steps;
+      args.gradient_accumulation_steps = 2;
+      args.gradient_checkpointing = checkpointing;
+      args.lora_dropout = 0.1;
+      AllocationCounter counter;
+      TrainerOptions options;
+      options.backend = &counter;
+      const TokenSequences no_eval;
+      Trainer trainer(args, *tiny().weights, tiny().prepared.train, no_eval, std::move(options));
+      ASSERT_EQ(trainer.train().steps.size(), static_cast<size_t>(steps));
+      counts.push_back(counter.allocations);
+    }
+    EXPECT_GT(counts[0], 0);  // the counter sees the model's memory at all
+    EXPECT_EQ(counts[1], counts[0]) << "steps 2..6 allocated on the backend";
+  }
 }
 
 TEST(Trainer, SaveTotalLimitKeepsTheNewestCheckpoints) {
