@@ -10,6 +10,7 @@ steps (from metrics.jsonl), MFU and the process's peak RSS; one JSON line.
     bench/train_workload.py --workload smol-135m --steps 5
     bench/train_workload.py --workload smol-135m --ranks 2        data parallel over mpirun
     bench/train_workload.py --workload llama3-1b --ranks 2 --tp 2 tensor parallel
+    bench/train_workload.py --binary /tmp/old/build/release/llama-lora   another build (A/B)
 
 With --ranks N the same global batch is split over N processes (mpirun, oversubscription
 allowed, nproc/N OpenMP threads each) and the line adds the median share of step time spent
@@ -35,9 +36,12 @@ def main():
     parser.add_argument("--tp", type=int, default=1, help="--tensor_parallel_size")
     parser.add_argument("--seq", type=int, help="sequence length (default: the workload's)")
     parser.add_argument("--batch", type=int, help="global sequences per step")
+    parser.add_argument("--binary", default=BIN,
+                        help="the llama-lora to run (an A/B run against another build)")
     parser.add_argument("--eval_rows", type=int, default=500,
                         help="held-out rows (evaluated before and after; 0: none)")
     args = parser.parse_args()
+    binary = os.path.abspath(args.binary)
     seq, batch = WORKLOADS[args.workload]
     seq = args.seq or seq
     batch = args.batch or batch
@@ -49,10 +53,10 @@ def main():
     data = os.path.join(cache, "sql.jsonl")
     os.makedirs(cache, exist_ok=True)
     if not os.path.exists(model):
-        subprocess.run([BIN, "init", "--preset", args.workload, "-o", model], check=True,
+        subprocess.run([binary, "init", "--preset", args.workload, "-o", model], check=True,
                        stdout=subprocess.DEVNULL)
     if not os.path.exists(data):
-        subprocess.run([BIN, "make-data", "--preset", "sql", "--rows", "4000", "-o", data],
+        subprocess.run([binary, "make-data", "--preset", "sql", "--rows", "4000", "-o", data],
                        check=True, stdout=subprocess.DEVNULL)
     out = os.path.join(cache, "run-" + args.workload)
     shutil.rmtree(out, ignore_errors=True)
@@ -61,7 +65,7 @@ def main():
         launch = ["mpirun", "--oversubscribe", "-np", str(args.ranks)]
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                    OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // args.ranks)))
-    subprocess.run(launch + [BIN, "train", "--recipe", "sql", "--model", model, "--data", data,
+    subprocess.run(launch + [binary, "train", "--recipe", "sql", "--model", model, "--data", data,
                     "--output_dir", out, "--max_seq_length", str(seq),
                     "--per_device_train_batch_size", str(batch // dp),
                     "--tensor_parallel_size", str(args.tp), "--max_steps", str(args.steps),

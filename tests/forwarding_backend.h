@@ -58,14 +58,14 @@ class ForwardingBackend : public Backend {
   }
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          const AttentionShape& shape,
-                         std::span<const uint32_t> document_starts) override {
-    cpu().attention_forward(out, lse, q, k, v, shape, document_starts);
+                         std::span<const int32_t> cu_seqlens) override {
+    cpu().attention_forward(out, lse, q, k, v, shape, cu_seqlens);
   }
   void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, const float* q,
                           const float* k, const float* v, const float* out, const float* lse,
                           const AttentionShape& shape,
-                          std::span<const uint32_t> document_starts) override {
-    cpu().attention_backward(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, document_starts);
+                          std::span<const int32_t> cu_seqlens) override {
+    cpu().attention_backward(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, cu_seqlens);
   }
   void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
                         const DecodeAttentionShape& shape) override {

@@ -66,14 +66,19 @@ class Backend {
                             int64_t heads, const RopeTable& table) = 0;
   virtual void rope_backward(float* d_in, const float* d_out, const int32_t* positions,
                              int64_t tokens, int64_t heads, const RopeTable& table) = 0;
-  // Causal GQA attention of one sequence, kept inside each packed document (starts: host).
+  // Variable-length causal GQA attention: one call for a whole packed micro-batch of
+  // shape.tokens rows, q/out [tokens, heads*head_dim], k/v [tokens, kv_heads*head_dim], split
+  // into documents by cu_seqlens (host, int32, flash-attention's and cuDNN's layout:
+  // [documents + 1], 0 = cu_seqlens[0] < ... < cu_seqlens[documents] = tokens); a query
+  // attends to the keys of its own document up to itself. lse [heads, tokens] is the
+  // forward's log-sum-exp, which the backward reads.
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k,
                                  const float* v, const AttentionShape& shape,
-                                 std::span<const uint32_t> document_starts) = 0;
+                                 std::span<const int32_t> cu_seqlens) = 0;
   virtual void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out,
                                   const float* q, const float* k, const float* v, const float* out,
                                   const float* lse, const AttentionShape& shape,
-                                  std::span<const uint32_t> document_starts) = 0;
+                                  std::span<const int32_t> cu_seqlens) = 0;
   // Generation: the m new queries q[m, heads*head_dim] of ONE sequence at positions
   // p0 .. p0+m-1 attend causally to rows [0, p0+m) of its caches k_cache, v_cache
   // [>= p0+m, kv_heads*head_dim] (which already hold the new rows); out[m, heads*head_dim].

@@ -87,8 +87,10 @@ void LlamaGenerator::attend(const SequenceStep& step, int64_t layer, const float
   const float* v = cache.v[static_cast<size_t>(layer)].data();
   if (cache.length == 0) {
     lse_.resize(backend_, c.num_attention_heads * m);
+    const int32_t cu_seqlens[2] = {0, static_cast<int32_t>(m)};  // the prompt: one document
     backend_.attention_forward(out, lse_.data(), q, k, v,
-                               {m, c.num_attention_heads, c.num_key_value_heads, c.head_dim}, {});
+                               {m, c.num_attention_heads, c.num_key_value_heads, c.head_dim},
+                               cu_seqlens);
   } else {
     backend_.attention_decode(
         out, q, k, v, {m, cache.length, c.num_attention_heads, c.num_key_value_heads, c.head_dim});

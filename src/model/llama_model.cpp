@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -64,6 +65,14 @@ void TokenBatch::check(int64_t vocab_size) const {
              "input_ids, targets and positions must each hold rows * seq_len entries");
   check_that(document_starts.size() == static_cast<size_t>(rows),
              "document_starts must have one list per row");
+  for (const std::vector<uint32_t>& starts : document_starts) {
+    for (size_t i = 0; i < starts.size(); ++i) {
+      check_that(
+          starts[i] < static_cast<uint64_t>(seq_len) && (i == 0 || starts[i] > starts[i - 1]),
+          "document_starts must ascend strictly inside the row");
+    }
+  }
+  check_that(n <= static_cast<size_t>(INT32_MAX), "more tokens than int32 offsets can hold");
   for (size_t i = 0; i < n; ++i) {
     if (input_ids[i] < 0 || input_ids[i] >= vocab_size) {
       fail("batch", "token id " + std::to_string(input_ids[i]) + " at position " +
@@ -251,15 +260,10 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   be.rope_forward(a.k.data(), a.k.data(), batch.positions.data(), n, c.num_key_value_heads, rope_);
 
   a.attn.resize(be, n * q_out);
-  a.lse.resize(be, batch.rows * c.num_attention_heads * batch.seq_len);
-  const AttentionShape shape = attention_shape(c, batch.seq_len);
-  for (int64_t row = 0; row < batch.rows; ++row) {
-    const int64_t t0 = row * batch.seq_len;
-    be.attention_forward(
-        a.attn.data() + t0 * q_out, a.lse.data() + row * c.num_attention_heads * batch.seq_len,
-        a.q.data() + t0 * q_out, a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out, shape,
-        batch.document_starts[static_cast<size_t>(row)]);
-  }
+  a.lse.resize(be, c.num_attention_heads * n);
+  // One call for the whole micro-batch: every row's documents, by their offsets.
+  be.attention_forward(a.attn.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(),
+                       attention_shape(c, n), cu_seqlens_);
 
   // A row-parallel projection's output is a partial sum on each tensor-parallel rank: the
   // residual joins on rank 0 only, then the group's sum is the whole x + a·W_oᵀ.
@@ -347,16 +351,9 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   dq.resize(be, n * q_out);
   dk.resize(be, n * kv_out);
   dv.resize(be, n * kv_out);
-  const AttentionShape shape = attention_shape(c, batch.seq_len);
-  for (int64_t row = 0; row < batch.rows; ++row) {
-    const int64_t t0 = row * batch.seq_len;
-    be.attention_backward(dq.data() + t0 * q_out, dk.data() + t0 * kv_out, dv.data() + t0 * kv_out,
-                          d_attn.data() + t0 * q_out, a.q.data() + t0 * q_out,
-                          a.k.data() + t0 * kv_out, a.v.data() + t0 * kv_out,
-                          a.attn.data() + t0 * q_out,
-                          a.lse.data() + row * c.num_attention_heads * batch.seq_len, shape,
-                          batch.document_starts[static_cast<size_t>(row)]);
-  }
+  be.attention_backward(dq.data(), dk.data(), dv.data(), d_attn.data(), a.q.data(), a.k.data(),
+                        a.v.data(), a.attn.data(), a.lse.data(), attention_shape(c, n),
+                        cu_seqlens_);
   be.rope_backward(dq.data(), dq.data(), batch.positions.data(), n, c.num_attention_heads, rope_);
   be.rope_backward(dk.data(), dk.data(), batch.positions.data(), n, c.num_key_value_heads, rope_);
   project_back(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, dq.data(), q_out, d_xn.data(),
@@ -378,6 +375,16 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode) {
   const LlamaConfig& c = base_.config;
   batch.check(c.vocab_size);
   mode_ = mode;
+  // The documents of the whole micro-batch as cu_seqlens: each row's document starts, offset
+  // by the row, then the total.
+  cu_seqlens_.clear();
+  for (int64_t row = 0; row < batch.rows; ++row) {
+    cu_seqlens_.push_back(static_cast<int32_t>(row * batch.seq_len));  // a row starts a document
+    for (uint32_t start : batch.document_starts[static_cast<size_t>(row)]) {
+      if (start > 0) cu_seqlens_.push_back(static_cast<int32_t>(row * batch.seq_len + start));
+    }
+  }
+  cu_seqlens_.push_back(static_cast<int32_t>(batch.tokens()));
   ensure_rope(batch);
   const int64_t n = batch.tokens();
   for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);

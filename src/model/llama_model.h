@@ -111,6 +111,7 @@ class LlamaLoraModel {
   Backend& backend_;
   uint64_t dropout_seed_ = 0;
   ForwardMode mode_ = ForwardMode::Eval;  // of the forward (and backward) in progress
+  std::vector<int32_t> cu_seqlens_;       // the batch's documents ([documents + 1] offsets)
   RopeTable rope_;
   std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
   std::unique_ptr<Workspace> work_;                       // the backward's and loss's scratch

@@ -27,6 +27,7 @@
 #include "backend/cpu/rope.h"
 #include "backend/cpu/swiglu.h"
 #include "gradcheck.h"
+#include "test_util.h"
 
 namespace ll {
 namespace {
@@ -154,6 +155,7 @@ TEST_P(BackendConformance, NormRopeSwigluEmbedding) {
 TEST_P(BackendConformance, AttentionWithDocuments) {
   const AttentionShape shape{9, 4, 2, 8};  // GQA 4 q heads over 2 kv heads
   const std::vector<uint32_t> starts = {0, 4};
+  const std::vector<int32_t> cu_seqlens = {0, 4, 9};  // the same documents, the backend's layout
   const int64_t q_size = shape.tokens * shape.num_attention_heads * shape.head_dim;
   const int64_t kv_size = shape.tokens * shape.num_key_value_heads * shape.head_dim;
   const auto q = rounded(random_values(static_cast<size_t>(q_size), 12));
@@ -162,7 +164,7 @@ TEST_P(BackendConformance, AttentionWithDocuments) {
   Buffer dq_in = to_device(q), dk_in = to_device(k), dv_in = to_device(v);
   Buffer out(be(), q_size), lse(be(), shape.num_attention_heads * shape.tokens);
   be().attention_forward(out.data(), lse.data(), dq_in.data(), dk_in.data(), dv_in.data(), shape,
-                         starts);
+                         cu_seqlens);
   std::vector<double> out_ref(q.size()), lse_ref(static_cast<size_t>(lse.size()));
   cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), q.data(), k.data(), v.data(),
                                  shape, starts);
@@ -174,6 +176,21 @@ TEST_P(BackendConformance, AttentionWithDocuments) {
 // queries must be its last m rows. The caches hold T rows plus 3 rows of NaN past the end
 // (capacity beyond the length, as a KV cache has), which a correct kernel never reads; a
 // guard after `out` must stay untouched. Same tolerance kTol: at most 72 keys of head_dim 13.
+TEST_P(BackendConformance, AttentionRefusesMalformedCuSeqlens) {
+  // The varlen layout's promises (first 0, strictly increasing, last = tokens) are checked
+  // with a one-line error before anything is written.
+  const AttentionShape shape{4, 1, 1, 2};
+  Buffer q(be(), 8), k(be(), 8), v(be(), 8), out(be(), 8), lse(be(), 4);
+  for (const std::vector<int32_t>& bad :
+       {std::vector<int32_t>{0, 3}, std::vector<int32_t>{1, 4}, std::vector<int32_t>{0, 2, 2, 4},
+        std::vector<int32_t>{4}}) {
+    const std::string message = test::error_of([&] {
+      be().attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), shape, bad);
+    });
+    EXPECT_NE(message.find("cu_seqlens"), std::string::npos) << message;
+  }
+}
+
 TEST_P(BackendConformance, AttentionDecodeEqualsTheLastRowsOfTheFullSequence) {
   struct DecodeCase {
     int64_t past, new_tokens, heads, kv_heads, head_dim;
@@ -239,6 +256,7 @@ TEST_P(BackendConformance, Backwards) {
   const AttentionShape shape{6, 2, 1, 4};  // GQA: 2 q heads share 1 kv head
   const int64_t tokens = shape.tokens, q_size = tokens * 2 * 4, kv_size = tokens * 4;
   const std::vector<uint32_t> starts = {0, 2};
+  const std::vector<int32_t> cu_seqlens = {0, 2, 6};  // the same documents, the backend's layout
   const auto q = rounded(random_values(static_cast<size_t>(q_size), 20));
   const auto k = rounded(random_values(static_cast<size_t>(kv_size), 21));
   const auto v = rounded(random_values(static_cast<size_t>(kv_size), 22));
@@ -251,7 +269,7 @@ TEST_P(BackendConformance, Backwards) {
   Buffer bo = to_device(out_r), bl = to_device(lse_r);
   Buffer dq(be(), q_size), dk(be(), kv_size), dv(be(), kv_size);
   be().attention_backward(dq.data(), dk.data(), dv.data(), bdo.data(), bq.data(), bk.data(),
-                          bv.data(), bo.data(), bl.data(), shape, starts);
+                          bv.data(), bo.data(), bl.data(), shape, cu_seqlens);
   std::vector<double> dq_ref(q.size()), dk_ref(k.size()), dv_ref(v.size());
   cpu::attention_backward<double>(dq_ref.data(), dk_ref.data(), dv_ref.data(), d_out.data(),
                                   q.data(), k.data(), v.data(), out_r.data(), lse_r.data(), shape,

@@ -23,6 +23,22 @@ void copy_floats(float* dst, const float* src, int64_t count) {
   if (count > 0 && dst != src) std::memmove(dst, src, static_cast<size_t>(count) * sizeof(float));
 }
 
+// cu_seqlens [documents + 1] -> the CPU kernels' document starts [documents] (the same
+// offsets without the final total), after checking the layout.
+std::vector<uint32_t> document_starts_of(std::span<const int32_t> cu_seqlens, int64_t tokens) {
+  check(cu_seqlens.size() >= 2 && cu_seqlens.front() == 0 && cu_seqlens.back() == tokens,
+        "attention",
+        "cu_seqlens must start at 0 and end at the token count " + std::to_string(tokens));
+  std::vector<uint32_t> starts;
+  starts.reserve(cu_seqlens.size() - 1);
+  for (size_t i = 0; i + 1 < cu_seqlens.size(); ++i) {
+    check(cu_seqlens[i] < cu_seqlens[i + 1], "attention",
+          "cu_seqlens must be strictly increasing (document " + std::to_string(i) + " is empty)");
+    starts.push_back(static_cast<uint32_t>(cu_seqlens[i]));
+  }
+  return starts;
+}
+
 }  // namespace
 
 float* CpuBackend::allocate(int64_t count) {
@@ -95,15 +111,17 @@ void CpuBackend::rope_backward(float* d_in, const float* d_out, const int32_t* p
 
 void CpuBackend::attention_forward(float* out, float* lse, const float* q, const float* k,
                                    const float* v, const AttentionShape& shape,
-                                   std::span<const uint32_t> document_starts) {
-  cpu::attention_forward<float>(out, lse, q, k, v, shape, document_starts);
+                                   std::span<const int32_t> cu_seqlens) {
+  const std::vector<uint32_t> starts = document_starts_of(cu_seqlens, shape.tokens);
+  cpu::attention_forward<float>(out, lse, q, k, v, shape, starts);
 }
 
 void CpuBackend::attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out,
                                     const float* q, const float* k, const float* v,
                                     const float* out, const float* lse, const AttentionShape& shape,
-                                    std::span<const uint32_t> document_starts) {
-  cpu::attention_backward<float>(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, document_starts);
+                                    std::span<const int32_t> cu_seqlens) {
+  const std::vector<uint32_t> starts = document_starts_of(cu_seqlens, shape.tokens);
+  cpu::attention_backward<float>(d_q, d_k, d_v, d_out, q, k, v, out, lse, shape, starts);
 }
 
 void CpuBackend::attention_decode(float* out, const float* q, const float* k_cache,

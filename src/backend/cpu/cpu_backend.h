@@ -47,12 +47,11 @@ class CpuBackend final : public Backend {
   void rope_backward(float* d_in, const float* d_out, const int32_t* positions, int64_t tokens,
                      int64_t heads, const RopeTable& table) override;
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                         const AttentionShape& shape,
-                         std::span<const uint32_t> document_starts) override;
+                         const AttentionShape& shape, std::span<const int32_t> cu_seqlens) override;
   void attention_backward(float* d_q, float* d_k, float* d_v, const float* d_out, const float* q,
                           const float* k, const float* v, const float* out, const float* lse,
                           const AttentionShape& shape,
-                          std::span<const uint32_t> document_starts) override;
+                          std::span<const int32_t> cu_seqlens) override;
   void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
                         const DecodeAttentionShape& shape) override;
   void swiglu_forward(float* h, const float* gate, const float* up, int64_t n) override;
