@@ -10,8 +10,10 @@
 namespace ll {
 
 int run_cli(int argc, char** argv) {
-  CLI::App app{"llama-lora: LoRA fine-tuning of Llama-family models, natively on CPUs and GPUs",
-               "llama-lora"};
+  CLI::App app{
+      "llama-lora: LoRA fine-tuning of Llama-family models, natively on CPUs (NVIDIA GPUs: "
+      "planned)",
+      "llama-lora"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "llama-lora 0.1.0");
   add_init_command(app);

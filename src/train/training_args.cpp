@@ -91,7 +91,9 @@ const std::array kFields = {
     Field{"eval_steps", &A::eval_steps, kOptimGroup, "Evaluate every N steps (0: never)"},
     Field{"save_total_limit", &A::save_total_limit, kOptimGroup,
           "Keep only the newest N checkpoints (0: keep all)"},
-    Field{"bf16", &A::bf16, kOptimGroup, "bf16 compute with fp32 master weights"},
+    Field{"bf16", &A::bf16, kOptimGroup,
+          "Accepted and recorded (HF's flag); compute is fp32 today, bf16 weights stay bf16 (bf16 "
+          "compute: planned)"},
     Field{"gradient_checkpointing", &A::gradient_checkpointing, kOptimGroup,
           "Recompute activations in the backward pass to save memory"},
     Field{"dataloader_drop_last", &A::dataloader_drop_last, kOptimGroup,

@@ -1,8 +1,10 @@
 // Every op of the Backend interface, run through a backend on awkward shapes (1 token, odd
 // sizes, GQA, a vocabulary that is not a multiple of any tile) and compared with the CPU
-// reference ops instantiated in double. Today the CPU backend is the only one: this checks
-// that its fp32 ops agree with the double reference and that the interface's memory calls
-// round-trip; a device backend joins by adding itself to kBackends.
+// reference ops instantiated in double (dropout and the optimizer ops: the fp32 CPU ops).
+// Every write-only output is poisoned with NaN and followed by guard elements (Output), so an
+// op that skips an element or writes past its output fails. Today the CPU backend is the only one:
+// this checks that its fp32 ops agree with the double reference and that the interface's memory
+// calls round-trip; a device backend joins by adding itself to kBackends.
 //
 // attention_decode (fp32 only) is compared with the double attention_forward on the equivalent
 // full sequence.
@@ -12,12 +14,14 @@
 // 20x headroom while a wrong index or missing term is off by O(1).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/adamw.h"
 #include "backend/cpu/attention.h"
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
@@ -67,6 +71,33 @@ class BackendConformance : public ::testing::TestWithParam<NamedBackend> {
   static std::vector<float> as_float(const std::vector<double>& v) {
     return std::vector<float>(v.begin(), v.end());
   }
+
+  // An output of `count` elements in backend memory, poisoned with NaN (an element the op
+  // forgets to write stays NaN and fails every comparison) and followed by kGuard sentinel
+  // elements the op must leave alone (an op that writes past its output fails the guard).
+  static constexpr int64_t kGuard = 16;
+  static constexpr float kSentinel = 12345.5f;
+  struct Output {
+    Buffer buffer;
+    int64_t count = 0;
+    float* data() { return buffer.data(); }
+  };
+  Output output(int64_t count) {
+    std::vector<float> init(static_cast<size_t>(count + kGuard), std::nanf(""));
+    std::fill(init.begin() + count, init.end(), kSentinel);
+    Output out{Buffer(be(), count + kGuard), count};
+    be().upload(out.data(), init.data(), count + kGuard);
+    return out;
+  }
+  // The output's values, after checking its guard.
+  std::vector<float> to_host(const Output& out) {
+    std::vector<float> all = to_host(out.buffer);
+    for (int64_t i = out.count; i < out.count + kGuard; ++i) {
+      EXPECT_EQ(all[static_cast<size_t>(i)], kSentinel) << "written past the output, element " << i;
+    }
+    all.resize(static_cast<size_t>(out.count));
+    return all;
+  }
 };
 
 TEST_P(BackendConformance, MemoryRoundTrips) {
@@ -85,7 +116,7 @@ TEST_P(BackendConformance, LinearForwardAndInputGradient) {
     const auto w = as_float(random_values(static_cast<size_t>(out * in), 3));
     const auto dy = rounded(random_values(static_cast<size_t>(tokens * out), 4));
     Buffer dx_dev = to_device(x), dy_dev = to_device(dy);
-    Buffer y(be(), tokens * out), dx(be(), tokens * in);
+    Output y = output(tokens * out), dx = output(tokens * in);
     be().linear_forward(y.data(), dx_dev.data(), cpu::weight_f32(w.data()), tokens, in, out,
                         Accumulate::No);
     be().linear_backward_input(dx.data(), dy_dev.data(), cpu::weight_f32(w.data()), tokens, in, out,
@@ -118,24 +149,27 @@ TEST_P(BackendConformance, NormRopeSwigluEmbedding) {
   const int64_t tokens = 3, heads = 2, head_dim = 6, hidden = heads * head_dim;
   const auto x = rounded(random_values(static_cast<size_t>(tokens * hidden), 8));
   const auto weight = as_float(random_values(static_cast<size_t>(hidden), 9, 0.5, 1.5));
-  Buffer dx_in = to_device(x), y(be(), tokens * hidden), rstd(be(), tokens);
+  Buffer dx_in = to_device(x);
+  Output y = output(tokens * hidden), rstd = output(tokens);
   be().rmsnorm_forward(y.data(), rstd.data(), dx_in.data(), cpu::weight_f32(weight.data()), tokens,
                        hidden, 1e-5);
   std::vector<double> y_ref(x.size()), rstd_ref(static_cast<size_t>(tokens));
   cpu::rmsnorm_forward<double>(y_ref.data(), rstd_ref.data(), x.data(),
                                cpu::weight_f32(weight.data()), tokens, hidden, 1e-5);
   test::expect_all_near("rmsnorm_forward", to_host(y), y_ref, kTol, kTol);
+  test::expect_all_near("rmsnorm_forward rstd", to_host(rstd), rstd_ref, kTol, kTol);
 
   const RopeTable table = cpu::rope_table_build(10000.0, head_dim, 16, std::nullopt);
   const std::vector<int32_t> positions = {0, 9, 4};
-  Buffer roped(be(), tokens * hidden);
+  Output roped = output(tokens * hidden);
   be().rope_forward(roped.data(), dx_in.data(), positions.data(), tokens, heads, table);
   std::vector<double> rope_ref(x.size());
   cpu::rope_forward<double>(rope_ref.data(), x.data(), positions.data(), tokens, heads, table);
   test::expect_all_near("rope_forward", to_host(roped), rope_ref, kTol, kTol);
 
   const auto up = rounded(random_values(x.size(), 10));
-  Buffer dup = to_device(up), h(be(), tokens * hidden);
+  Buffer dup = to_device(up);
+  Output h = output(tokens * hidden);
   be().swiglu_forward(h.data(), dx_in.data(), dup.data(), tokens * hidden);
   std::vector<double> h_ref(x.size());
   cpu::swiglu_forward<double>(h_ref.data(), x.data(), up.data(), tokens * hidden);
@@ -143,7 +177,7 @@ TEST_P(BackendConformance, NormRopeSwigluEmbedding) {
 
   const auto table_values = as_float(random_values(static_cast<size_t>(13 * hidden), 11));
   const std::vector<int32_t> ids = {12, 0, 5};
-  Buffer emb(be(), tokens * hidden);
+  Output emb = output(tokens * hidden);
   be().embedding_forward(emb.data(), ids.data(), cpu::weight_f32(table_values.data()), tokens, 13,
                          hidden);
   std::vector<double> emb_ref(x.size());
@@ -162,20 +196,16 @@ TEST_P(BackendConformance, AttentionWithDocuments) {
   const auto k = rounded(random_values(static_cast<size_t>(kv_size), 13));
   const auto v = rounded(random_values(static_cast<size_t>(kv_size), 14));
   Buffer dq_in = to_device(q), dk_in = to_device(k), dv_in = to_device(v);
-  Buffer out(be(), q_size), lse(be(), shape.num_attention_heads * shape.tokens);
+  Output out = output(q_size), lse = output(shape.num_attention_heads * shape.tokens);
   be().attention_forward(out.data(), lse.data(), dq_in.data(), dk_in.data(), dv_in.data(), shape,
                          cu_seqlens);
-  std::vector<double> out_ref(q.size()), lse_ref(static_cast<size_t>(lse.size()));
+  std::vector<double> out_ref(q.size()), lse_ref(static_cast<size_t>(lse.count));
   cpu::attention_forward<double>(out_ref.data(), lse_ref.data(), q.data(), k.data(), v.data(),
                                  shape, starts);
   test::expect_all_near("attention_forward", to_host(out), out_ref, kTol, kTol);
+  test::expect_all_near("attention_forward lse", to_host(lse), lse_ref, kTol, kTol);
 }
 
-// attention_decode has no double instantiation, so its reference is attention_forward<double>
-// on the whole sequence of T = p0 + m tokens (one document): the decode output of the m new
-// queries must be its last m rows. The caches hold T rows plus 3 rows of NaN past the end
-// (capacity beyond the length, as a KV cache has), which a correct kernel never reads; a
-// guard after `out` must stay untouched. Same tolerance kTol: at most 72 keys of head_dim 13.
 TEST_P(BackendConformance, AttentionRefusesMalformedCuSeqlens) {
   // The varlen layout's promises (first 0, strictly increasing, last = tokens) are checked
   // with a one-line error before anything is written.
@@ -191,6 +221,11 @@ TEST_P(BackendConformance, AttentionRefusesMalformedCuSeqlens) {
   }
 }
 
+// attention_decode has no double instantiation, so its reference is attention_forward<double>
+// on the whole sequence of T = p0 + m tokens (one document): the decode output of the m new
+// queries must be its last m rows. The caches hold T rows plus 3 rows of NaN past the end
+// (capacity beyond the length, as a KV cache has), which a correct kernel never reads; a
+// guard after `out` must stay untouched. Same tolerance kTol: at most 72 keys of head_dim 13.
 TEST_P(BackendConformance, AttentionDecodeEqualsTheLastRowsOfTheFullSequence) {
   struct DecodeCase {
     int64_t past, new_tokens, heads, kv_heads, head_dim;
@@ -206,12 +241,12 @@ TEST_P(BackendConformance, AttentionDecodeEqualsTheLastRowsOfTheFullSequence) {
     const auto q = rounded(random_values(static_cast<size_t>(tokens * q_width), 30));
     const auto k = rounded(random_values(static_cast<size_t>(tokens * kv_width), 31));
     const auto v = rounded(random_values(static_cast<size_t>(tokens * kv_width), 32));
-    constexpr int64_t kSpareRows = 3, kGuard = 8;
+    constexpr int64_t kSpareRows = 3, kOutGuard = 8;
     auto k_cache = k, v_cache = v;  // [tokens + spare, kv_width]
     k_cache.resize(static_cast<size_t>((tokens + kSpareRows) * kv_width), std::nan(""));
     v_cache.resize(k_cache.size(), std::nan(""));
     const std::vector<double> q_new(q.begin() + c.past * q_width, q.end());  // [m, q_width]
-    std::vector<double> out_init(static_cast<size_t>(c.new_tokens * q_width + kGuard), 7.5);
+    std::vector<double> out_init(static_cast<size_t>(c.new_tokens * q_width + kOutGuard), 7.5);
     Buffer bq = to_device(q_new), bk = to_device(k_cache), bv = to_device(v_cache);
     Buffer out = to_device(out_init);
     be().attention_decode(out.data(), bq.data(), bk.data(), bv.data(),
@@ -231,7 +266,8 @@ TEST_P(BackendConformance, CrossEntropyAndLogits) {
   const auto h = rounded(random_values(static_cast<size_t>(tokens * hidden), 15));
   const auto w = as_float(random_values(static_cast<size_t>(vocab * hidden), 16));
   const std::vector<int32_t> labels = {3, cpu::kIgnoreLabel, 130, 0, 64};
-  Buffer dh_in = to_device(h), dh(be(), tokens * hidden), loss(be(), tokens);
+  Buffer dh_in = to_device(h);
+  Output dh = output(tokens * hidden), loss = output(tokens);
   const double got =
       be().cross_entropy_forward_backward(dh.data(), dh_in.data(), cpu::weight_f32(w.data()),
                                           labels.data(), tokens, hidden, vocab, 0.25, 2);
@@ -241,9 +277,15 @@ TEST_P(BackendConformance, CrossEntropyAndLogits) {
       0.25, 2);
   EXPECT_NEAR(got, ref, kTol * (1 + std::abs(ref)));
   test::expect_all_near("cross_entropy dh", to_host(dh), dh_ref, kTol, kTol);
+  be().cross_entropy_forward(loss.data(), dh_in.data(), cpu::weight_f32(w.data()), labels.data(),
+                             tokens, hidden, vocab, 2);
+  std::vector<double> loss_ref(static_cast<size_t>(tokens));
+  cpu::cross_entropy_forward<double>(loss_ref.data(), h.data(), cpu::weight_f32(w.data()),
+                                     labels.data(), tokens, hidden, vocab, 2);
+  test::expect_all_near("cross_entropy_forward", to_host(loss), loss_ref, kTol, kTol);
 
   const std::vector<int64_t> rows = {4, 0};
-  Buffer logits(be(), 2 * vocab);
+  Output logits = output(2 * vocab);
   be().lm_head_logits(logits.data(), dh_in.data(), cpu::weight_f32(w.data()), rows.data(), 2,
                       tokens, hidden, vocab);
   std::vector<double> logits_ref(static_cast<size_t>(2 * vocab));
@@ -267,7 +309,7 @@ TEST_P(BackendConformance, Backwards) {
   const auto out_r = rounded(out_ref), lse_r = rounded(lse_ref);
   Buffer bq = to_device(q), bk = to_device(k), bv = to_device(v), bdo = to_device(d_out);
   Buffer bo = to_device(out_r), bl = to_device(lse_r);
-  Buffer dq(be(), q_size), dk(be(), kv_size), dv(be(), kv_size);
+  Output dq = output(q_size), dk = output(kv_size), dv = output(kv_size);
   be().attention_backward(dq.data(), dk.data(), dv.data(), bdo.data(), bq.data(), bk.data(),
                           bv.data(), bo.data(), bl.data(), shape, cu_seqlens);
   std::vector<double> dq_ref(q.size()), dk_ref(k.size()), dv_ref(v.size());
@@ -298,13 +340,13 @@ TEST_P(BackendConformance, Backwards) {
 
   const RopeTable table = cpu::rope_table_build(500000.0, 4, 8, std::nullopt);
   const std::vector<int32_t> positions = {0, 1, 0, 1, 2, 7};
-  Buffer d_in(be(), tokens * hidden);
+  Output d_in = output(tokens * hidden);
   be().rope_backward(d_in.data(), bdy.data(), positions.data(), tokens, 2, table);
   std::vector<double> d_in_ref(x.size());
   cpu::rope_backward<double>(d_in_ref.data(), dy.data(), positions.data(), tokens, 2, table);
   test::expect_all_near("rope_backward", to_host(d_in), d_in_ref, kTol, kTol);
 
-  Buffer d_gate(be(), tokens * hidden), d_up(be(), tokens * hidden);
+  Output d_gate = output(tokens * hidden), d_up = output(tokens * hidden);
   be().swiglu_backward(d_gate.data(), d_up.data(), bdy.data(), bx.data(), bdx.data(),
                        tokens * hidden);
   std::vector<double> d_gate_ref(x.size()), d_up_ref(x.size());
@@ -314,6 +356,82 @@ TEST_P(BackendConformance, Backwards) {
                                tokens * hidden);
   test::expect_all_near("swiglu_backward gate", to_host(d_gate), d_gate_ref, kTol, kTol);
   test::expect_all_near("swiglu_backward up", to_host(d_up), d_up_ref, kTol, kTol);
+}
+
+TEST_P(BackendConformance, DropoutDropsTheCpuMaskExactly) {
+  // A device run must drop the same elements as a CPU run (the counter-based mask of
+  // cpu/dropout.h): the kept/dropped pattern is compared exactly, the kept values within kTol.
+  const int64_t n = 1000;
+  const auto x = rounded(random_values(static_cast<size_t>(n), 40));
+  const DropoutWindow window{10, 40, 20};  // a rank's 10 columns of a [.., 40] activation
+  Buffer bx = to_device(x);
+  Output out = output(n);
+  be().dropout_forward(out.data(), bx.data(), n, 0.3, 99, window);
+  std::vector<float> ref(static_cast<size_t>(n));
+  const std::vector<float> xf = as_float(x);
+  cpu::dropout_forward(ref.data(), xf.data(), n, 0.3, 99, window);
+  const std::vector<float> got = to_host(out);
+  int64_t dropped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto at = static_cast<size_t>(i);
+    ASSERT_EQ(got[at] == 0.0f, ref[at] == 0.0f) << "element " << i;
+    dropped += ref[at] == 0.0f;
+  }
+  EXPECT_GT(dropped, 200);  // p = 0.3 of 1000
+  EXPECT_LT(dropped, 400);
+  test::expect_all_near("dropout_forward", got, std::vector<double>(ref.begin(), ref.end()), kTol,
+                        kTol);
+
+  Output dx = output(n);
+  be().dropout_backward(dx.data(), bx.data(), n, 0.3, 99, Accumulate::No, window);
+  std::vector<float> dx_ref(static_cast<size_t>(n));
+  cpu::dropout_backward(dx_ref.data(), xf.data(), n, 0.3, 99, Accumulate::No, window);
+  test::expect_all_near("dropout_backward", to_host(dx),
+                        std::vector<double>(dx_ref.begin(), dx_ref.end()), kTol, kTol);
+}
+
+TEST_P(BackendConformance, OptimizerOpsAndRopeTable) {
+  // AdamW against the CPU reference step (torch.optim.AdamW's update, test_adamw pins it to
+  // torch), the squared norm against a double sum, scale and zero exactly.
+  const int64_t n = 37;
+  const auto p0 = rounded(random_values(static_cast<size_t>(n), 41));
+  const auto g = rounded(random_values(static_cast<size_t>(n), 42));
+  const auto m0 = rounded(random_values(static_cast<size_t>(n), 43));
+  auto v0 = rounded(random_values(static_cast<size_t>(n), 44));
+  for (double& value : v0) value = value * value;  // second moments are >= 0
+  Buffer bp = to_device(p0), bg = to_device(g), bm = to_device(m0), bv = to_device(v0);
+  const AdamWConfig config{1e-2, 0.9, 0.999, 1e-8, 0.01};
+  be().adamw_update(bp.data(), bg.data(), bm.data(), bv.data(), n, config, 3);
+  std::vector<float> p = as_float(p0), m = as_float(m0), v = as_float(v0);
+  const std::vector<float> gf = as_float(g);
+  cpu::adamw_update(p.data(), gf.data(), m.data(), v.data(), n, config, 3);
+  const auto as_double = [](const std::vector<float>& f) {
+    return std::vector<double>(f.begin(), f.end());
+  };
+  test::expect_all_near("adamw param", to_host(bp), as_double(p), kTol, kTol);
+  test::expect_all_near("adamw exp_avg", to_host(bm), as_double(m), kTol, kTol);
+  test::expect_all_near("adamw exp_avg_sq", to_host(bv), as_double(v), kTol, kTol);
+
+  double squares = 0;
+  for (double value : g) squares += value * value;
+  EXPECT_NEAR(be().sum_of_squares(bg.data(), n), squares, kTol * squares);
+  be().scale(bg.data(), n, 0.5f);
+  std::vector<double> halved(g.size());
+  for (size_t i = 0; i < g.size(); ++i) halved[i] = 0.5 * g[i];
+  test::expect_all_near("scale", to_host(bg), halved, 0, 0);
+  be().zero(bg.data(), n);
+  test::expect_all_near("zero", to_host(bg), std::vector<double>(g.size(), 0.0), 0, 0);
+
+  RopeSpec spec;
+  spec.theta = 500000.0;
+  spec.head_dim = 8;
+  spec.max_positions = 32;
+  spec.scaling = RopeLlama3Scaling{};
+  const RopeTable table = be().build_rope_table(spec);
+  const RopeTable ref = cpu::rope_table_build(500000.0, 8, 32, RopeLlama3Scaling{});
+  EXPECT_EQ(table.max_positions, 32);
+  EXPECT_EQ(table.cos, ref.cos);
+  EXPECT_EQ(table.sin, ref.sin);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendConformance, ::testing::ValuesIn(kBackends),
