@@ -102,6 +102,10 @@ class ForwardingBackend : public Backend {
                       int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) override {
     cpu().lm_head_logits(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
   }
+  WeightView bind_weight(WeightView host, int64_t elements) override {
+    return cpu().bind_weight(host, elements);
+  }
+  void release_weight(WeightView bound) override { cpu().release_weight(bound); }
   RopeTable build_rope_table(const RopeSpec& spec) override { return cpu().build_rope_table(spec); }
   void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                     const AdamWConfig& config, int64_t step) override {

@@ -35,6 +35,14 @@ class Backend {
   virtual void upload(float* dst, const float* host, int64_t count) = 0;
   virtual void download(float* host, const float* src, int64_t count) = 0;
 
+  // ---- frozen weights ----
+  // The backend's view of a frozen weight of `elements` elements, made once per model: the
+  // CPU backend reads host memory in place and returns the same view (the memory-mapped file
+  // stays where it is); a device backend uploads it once and returns a Device view, which
+  // stays valid until release_weight. The host memory must outlive a host view.
+  virtual WeightView bind_weight(WeightView host, int64_t elements) = 0;
+  virtual void release_weight(WeightView bound) = 0;
+
   // ---- tables ----
   // The RoPE cos/sin table of `spec` (transformers' LlamaRotaryEmbedding, cpu/rope.h).
   virtual RopeTable build_rope_table(const RopeSpec& spec) = 0;

@@ -23,7 +23,10 @@ constexpr const char* kOrigin = "generate";
 
 LlamaGenerator::LlamaGenerator(const LlamaWeights& base, const LoraAdapter* adapter,
                                Backend* backend)
-    : base_(base), adapter_(adapter), backend_(backend ? *backend : cpu_backend()) {
+    : base_(base),
+      adapter_(adapter),
+      backend_(backend ? *backend : cpu_backend()),
+      weights_(std::make_unique<BoundLlamaWeights>(backend_, base_)) {
   const LlamaConfig& c = base_.config;
   if (adapter_ && adapter_->layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
     fail(kOrigin, "adapter has " + std::to_string(adapter_->layers.size()) +
@@ -99,7 +102,7 @@ void LlamaGenerator::attend(const SequenceStep& step, int64_t layer, const float
 
 void LlamaGenerator::layer_forward(int64_t layer, std::span<const SequenceStep> steps) {
   const LlamaConfig& c = base_.config;
-  const LlamaLayerWeights& w = base_.layers[static_cast<size_t>(layer)];
+  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   Backend& be = backend_;
   const int64_t n = rows_;
   const int64_t hidden = c.hidden_size;
@@ -189,7 +192,7 @@ std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
   ensure_rope_table(be, rope_, base_.config, max_position);
 
   x_.resize(be, rows_ * c.hidden_size);
-  be.embedding_forward(x_.data(), ids_.data(), base_.embed_tokens, rows_, c.vocab_size,
+  be.embedding_forward(x_.data(), ids_.data(), weights_->embed_tokens, rows_, c.vocab_size,
                        c.hidden_size);
   for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) layer_forward(layer, steps);
   for (const SequenceStep& step : steps) {
@@ -212,13 +215,13 @@ std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
   }
   last_.resize(be, n_seq * c.hidden_size);  // [S, hidden] after the final norm
   last_rstd_.resize(be, n_seq);
-  be.rmsnorm_forward(last_.data(), last_rstd_.data(), last_in, base_.norm, n_seq, c.hidden_size,
+  be.rmsnorm_forward(last_.data(), last_rstd_.data(), last_in, weights_->norm, n_seq, c.hidden_size,
                      c.rms_norm_eps);
   last_rows_.resize(static_cast<size_t>(n_seq));
   for (int64_t s = 0; s < n_seq; ++s) last_rows_[static_cast<size_t>(s)] = s;
   logits_.resize(be, n_seq * c.vocab_size);  // [S, vocab]
-  be.lm_head_logits(logits_.data(), last_.data(), base_.lm_head, last_rows_.data(), n_seq, n_seq,
-                    c.hidden_size, c.vocab_size);
+  be.lm_head_logits(logits_.data(), last_.data(), weights_->lm_head, last_rows_.data(), n_seq,
+                    n_seq, c.hidden_size, c.vocab_size);
   std::vector<float> logits(static_cast<size_t>(n_seq * c.vocab_size));
   be.download(logits.data(), logits_.data(), n_seq * c.vocab_size);
   return logits;

@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -79,6 +80,7 @@ class LlamaGenerator {
   const LlamaWeights& base_;
   const LoraAdapter* adapter_;
   Backend& backend_;
+  std::unique_ptr<BoundLlamaWeights> weights_;  // base_ as the backend reads it
   RopeTable rope_;
   // Work memory of one extend call, N = new tokens of all sequences, S = sequences. Kept
   // between calls and only grown, so decode steps allocate nothing once warm.

@@ -105,6 +105,7 @@ LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, M
       options_.checkpointing == Checkpointing::On ? 1 : static_cast<size_t>(c.num_hidden_layers);
   for (size_t i = 0; i < copies; ++i) layer_acts_.push_back(std::make_unique<Activations>());
   work_ = std::make_unique<Workspace>();
+  weights_ = std::make_unique<BoundLlamaWeights>(backend_, base_);
   layer_inputs_.resize(static_cast<size_t>(c.num_hidden_layers + 1));
 }
 
@@ -229,7 +230,7 @@ DropoutMask LlamaLoraModel::dropout_mask(int64_t layer, LoraTarget target, int64
 void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const float* x,
                                    float* x_out, Activations& a) {
   const LlamaConfig& c = base_.config;
-  const LlamaLayerWeights& w = base_.layers[static_cast<size_t>(layer)];
+  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   const auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
@@ -295,7 +296,7 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
 void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out,
                                     float* d_x, Activations& a) {
   const LlamaConfig& c = base_.config;
-  const LlamaLayerWeights& w = base_.layers[static_cast<size_t>(layer)];
+  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
   auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
@@ -388,8 +389,8 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode) {
   ensure_rope(batch);
   const int64_t n = batch.tokens();
   for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);
-  backend_.embedding_forward(layer_inputs_[0].data(), batch.input_ids.data(), base_.embed_tokens, n,
-                             c.vocab_size, c.hidden_size);
+  backend_.embedding_forward(layer_inputs_[0].data(), batch.input_ids.data(),
+                             weights_->embed_tokens, n, c.vocab_size, c.hidden_size);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(),
@@ -404,7 +405,7 @@ void LlamaLoraModel::final_norm(const TokenBatch& batch) {
   final_hidden_.resize(backend_, n * c.hidden_size);
   final_rstd_.resize(backend_, n);
   backend_.rmsnorm_forward(final_hidden_.data(), final_rstd_.data(), layer_inputs_.back().data(),
-                           base_.norm, n, c.hidden_size, c.rms_norm_eps);
+                           weights_->norm, n, c.hidden_size, c.rms_norm_eps);
 }
 
 double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_scale) {
@@ -415,13 +416,13 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   d_hidden.resize(backend_, n * c.hidden_size);
   const VocabShard* shard = vocab_shard();
   const double loss = backend_.cross_entropy_forward_backward(
-      d_hidden.data(), final_hidden_.data(), base_.lm_head, batch.targets.data(), n, c.hidden_size,
-      lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
+      d_hidden.data(), final_hidden_.data(), weights_->lm_head, batch.targets.data(), n,
+      c.hidden_size, lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
   if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
   Buffer& d_x = work_->d_x;
   d_x.resize(backend_, n * c.hidden_size);
   backend_.rmsnorm_backward(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
-                            final_rstd_.data(), base_.norm, n, c.hidden_size, Accumulate::No);
+                            final_rstd_.data(), weights_->norm, n, c.hidden_size, Accumulate::No);
   Buffer& d_prev = work_->d_prev;
   Buffer& discard = work_->discard;
   d_prev.resize(backend_, n * c.hidden_size);
@@ -445,7 +446,7 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch, ForwardMode mod
   const int64_t n = batch.tokens();
   Buffer& losses = work_->losses;
   losses.resize(backend_, n);
-  backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), base_.lm_head,
+  backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), weights_->lm_head,
                                  batch.targets.data(), n, c.hidden_size, lm_head_rows(),
                                  options_.loss_chunk_tokens, vocab_shard());
   std::vector<float> host(static_cast<size_t>(n));
@@ -464,7 +465,7 @@ std::vector<float> LlamaLoraModel::forward_logits(const TokenBatch& batch, Forwa
   const int64_t here = lm_head_rows();
   Buffer& logits = work_->logits;
   logits.resize(backend_, n * here);
-  backend_.lm_head_logits(logits.data(), final_hidden_.data(), base_.lm_head, rows.data(), n, n,
+  backend_.lm_head_logits(logits.data(), final_hidden_.data(), weights_->lm_head, rows.data(), n, n,
                           c.hidden_size, here);
   std::vector<float> host(static_cast<size_t>(n * here));
   backend_.download(host.data(), logits.data(), n * here);

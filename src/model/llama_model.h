@@ -114,11 +114,13 @@ class LlamaLoraModel {
   std::vector<int32_t> cu_seqlens_;       // the batch's documents ([documents + 1] offsets)
   RopeTable rope_;
   std::vector<std::unique_ptr<Activations>> layer_acts_;  // one per layer, or one (checkpointing)
-  std::unique_ptr<Workspace> work_;                       // the backward's and loss's scratch
-  std::vector<Buffer> layer_inputs_;                      // [layers + 1][tokens, hidden]
-  Buffer final_hidden_;                                   // [tokens, hidden] after the final norm
-  Buffer final_rstd_;                                     // [tokens]
-  VocabShard vocab_shard_;                                // set when the LM head is split
+  std::unique_ptr<Workspace> work_;
+  std::unique_ptr<BoundLlamaWeights> weights_;  // base_ as the backend reads it // the backward's
+                                                // and loss's scratch
+  std::vector<Buffer> layer_inputs_;  // [layers + 1][tokens, hidden]
+  Buffer final_hidden_;               // [tokens, hidden] after the final norm
+  Buffer final_rstd_;                 // [tokens]
+  VocabShard vocab_shard_;            // set when the LM head is split
 };
 
 }  // namespace ll

@@ -112,4 +112,41 @@ void ensure_rope_table(Backend& backend, RopeTable& table, const LlamaConfig& co
   table = backend.build_rope_table(spec);
 }
 
+BoundLlamaWeights::BoundLlamaWeights(Backend& backend, const LlamaWeights& host)
+    : backend_(backend) {
+  const LlamaConfig& c = host.config;  // a tensor-parallel share's: the rank's sizes
+  const int64_t hidden = c.hidden_size;
+  const int64_t q_out = c.num_attention_heads * c.head_dim;
+  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
+  const int64_t inter = c.intermediate_size;
+  const int64_t lm_rows = host.lm_head_rows > 0 ? host.lm_head_rows : c.vocab_size;
+  embed_tokens = bind(host.embed_tokens, c.vocab_size * hidden);
+  for (const LlamaLayerWeights& w : host.layers) {
+    LlamaLayerWeights& b = layers.emplace_back();
+    b.input_layernorm = bind(w.input_layernorm, hidden);
+    b.q_proj = bind(w.q_proj, q_out * hidden);
+    b.k_proj = bind(w.k_proj, kv_out * hidden);
+    b.v_proj = bind(w.v_proj, kv_out * hidden);
+    b.o_proj = bind(w.o_proj, hidden * q_out);
+    b.post_attention_layernorm = bind(w.post_attention_layernorm, hidden);
+    b.gate_proj = bind(w.gate_proj, inter * hidden);
+    b.up_proj = bind(w.up_proj, inter * hidden);
+    b.down_proj = bind(w.down_proj, hidden * inter);
+  }
+  norm = bind(host.norm, hidden);
+  // Tied embeddings: the LM head is the embedding table (or a share of its rows); bound
+  // again, which a device backend may dedupe.
+  lm_head = bind(host.lm_head, lm_rows * hidden);
+}
+
+BoundLlamaWeights::~BoundLlamaWeights() {
+  for (const WeightView& view : bound_) backend_.release_weight(view);
+}
+
+WeightView BoundLlamaWeights::bind(WeightView host, int64_t elements) {
+  const WeightView view = backend_.bind_weight(host, elements);
+  bound_.push_back(view);
+  return view;
+}
+
 }  // namespace ll

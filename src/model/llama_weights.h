@@ -39,6 +39,29 @@ struct LlamaWeights {
   std::vector<std::vector<std::byte>> realigned;
 };
 
+// The frozen weights as a backend reads them (Backend::bind_weight, once per model or
+// generator): the layout of LlamaWeights, views only. On the CPU they are the host views
+// themselves; a device backend's are its uploaded copies, released when this goes. The host
+// LlamaWeights must outlive it. A tensor-parallel share is bound as it is (its config holds
+// the rank's heads and columns, lm_head_rows its vocabulary rows).
+class BoundLlamaWeights {
+ public:
+  BoundLlamaWeights(Backend& backend, const LlamaWeights& host);
+  ~BoundLlamaWeights();
+  BoundLlamaWeights(const BoundLlamaWeights&) = delete;
+  BoundLlamaWeights& operator=(const BoundLlamaWeights&) = delete;
+
+  WeightView embed_tokens;
+  std::vector<LlamaLayerWeights> layers;
+  WeightView norm;
+  WeightView lm_head;
+
+ private:
+  WeightView bind(WeightView host, int64_t elements);
+  Backend& backend_;
+  std::vector<WeightView> bound_;  // everything bound, released in the destructor
+};
+
 // Loads config.json and the weights of `model_dir`. Attention/MLP biases are not supported
 // yet (an error says so).
 LlamaWeights load_llama_weights(const fs::path& model_dir);

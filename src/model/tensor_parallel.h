@@ -5,11 +5,11 @@
 //                                       columns, LoRA B whole
 // and everything else (embeddings, norms) whole. The LM head is split by vocabulary rows when
 // the vocabulary divides by n (Megatron's parallel cross-entropy: each rank computes its
-// logits, the softmax statistics are combined over the group), else held whole. The rank's share of the model is
-// itself a Llama model with num_attention_heads, num_key_value_heads and intermediate_size
-// divided by n (head_dim and hidden_size unchanged), so LlamaLoraModel runs it as is and only
-// adds the reductions: the outputs of o and down (and their LoRA paths) are summed over the
-// tensor-parallel group in the forward, the input gradients of q/k/v and gate/up in the
+// logits, the softmax statistics are combined over the group), else held whole. The rank's share of
+// the model is itself a Llama model with num_attention_heads, num_key_value_heads and
+// intermediate_size divided by n (head_dim and hidden_size unchanged), so LlamaLoraModel runs it as
+// is and only adds the reductions: the outputs of o and down (and their LoRA paths) are summed over
+// the tensor-parallel group in the forward, the input gradients of q/k/v and gate/up in the
 // backward, and the gradients of whole (replicated) LoRA tensors after the backward.
 #pragma once
 

@@ -170,6 +170,13 @@ void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm, 
   cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
 }
 
+WeightView CpuBackend::bind_weight(WeightView host, int64_t elements) {
+  check(host.space == MemorySpace::Host, "cpu backend", "cannot bind a weight in device memory");
+  check(elements >= 0 && (elements == 0 || host.data != nullptr), "cpu backend",
+        "binding a weight without data");
+  return host;  // read in place
+}
+
 RopeTable CpuBackend::build_rope_table(const RopeSpec& spec) {
   return rope_table_build(spec.theta, spec.head_dim, spec.max_positions, spec.scaling);
 }

@@ -25,6 +25,8 @@ class CpuBackend final : public Backend {
   void upload(float* dst, const float* host, int64_t count) override;
   void download(float* host, const float* src, int64_t count) override;
 
+  WeightView bind_weight(WeightView host, int64_t elements) override;
+  void release_weight(WeightView) override {}
   RopeTable build_rope_table(const RopeSpec& spec) override;
 
   void gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k, float alpha,
