@@ -5,13 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
 namespace ll::test {
 
 namespace fs = std::filesystem;
+
+// A copy of `values` (a view into an adapter's store, say), for EXPECT_EQ.
+inline std::vector<float> values_of(std::span<const float> values) {
+  return {values.begin(), values.end()};
+}
 
 // ../shared/data (absolute). Use LL_REQUIRE_SHARED(path) to skip visibly when absent.
 fs::path shared_data();

@@ -9,9 +9,8 @@
 //     backend can read; the CPU backend reads the memory-mapped file directly.
 //   - Small per-batch index arrays (token ids, labels, RoPE positions, document starts, row
 //     indices) are host memory: a device backend stages them itself.
-//   - LoRA tensors (model/lora.h) are passed as plain float pointers; today they live in host
-//     memory, which is the CPU backend's memory. A device backend keeps device copies of the
-//     adapter and its gradients (the CUDA work adds that).
+//   - LoRA tensors (model/lora.h) are passed as plain float pointers into the adapter's
+//     parameter store, which is allocated through the backend (backend memory).
 // The CPU backend (backend/cpu/cpu_backend.h) is the reference: every other backend's op is
 // tested against it on the same inputs.
 #pragma once
@@ -29,6 +28,8 @@ class Backend {
   virtual const char* name() const = 0;
 
   // ---- memory (fp32 elements) ----
+  // Where allocate() puts memory: Host memory may be read and written by host code directly.
+  virtual MemorySpace memory_space() const = 0;
   virtual float* allocate(int64_t count) = 0;  // contents undefined; count 0 gives nullptr
   virtual void release(float* data) = 0;
   virtual void copy(float* dst, const float* src, int64_t count) = 0;  // both backend memory
@@ -164,6 +165,7 @@ class Buffer {
   float* data() { return data_; }
   const float* data() const { return data_; }
   int64_t size() const { return size_; }
+  Backend* backend() const { return backend_; }  // null before the first resize
 
  private:
   Backend* backend_ = nullptr;

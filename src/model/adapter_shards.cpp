@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <optional>
 
 #include "core/error.h"
 #include "formats/input_checks.h"
@@ -41,12 +42,6 @@ std::optional<int64_t> consume_count(std::string_view& text) {
 }
 
 }  // namespace
-
-TpSplit lora_tp_split(LoraTarget target, LoraPart part) {
-  const bool row_parallel = target == LoraTarget::O || target == LoraTarget::Down;
-  if (row_parallel) return part == LoraPart::A ? TpSplit::Columns : TpSplit::Replicated;
-  return part == LoraPart::A ? TpSplit::Replicated : TpSplit::Rows;
-}
 
 std::string_view tp_split_text(TpSplit split) {
   switch (split) {
@@ -107,46 +102,31 @@ void save_adapter_tp_shard(const fs::path& dir, const LoraAdapter& adapter, int6
   check(rank >= 0 && rank < size, kOrigin,
         std::string("tensor-parallel rank ") + std::to_string(rank) + " is outside 0.." +
             std::to_string(size - 1));
-  const int64_t r = adapter.config.r;
-  for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
-    for (LoraPart which : kLoraParts) {
-      const std::string name = lora_tensor_name(layer, target, which);
-      const int64_t rows = which == LoraPart::A ? r : matrix.out;
-      const int64_t cols = which == LoraPart::A ? matrix.in : r;
-      const size_t held = (which == LoraPart::A ? matrix.a : matrix.b).size();
-      check(held == static_cast<size_t>(rows * cols), kOrigin,
-            std::string("tensor ") + quote_name(name) + " holds " + std::to_string(held) +
-                " values, not " + std::to_string(rows * cols));
-      const TpSplit split = lora_tp_split(target, which);
-      if (split == TpSplit::Replicated) continue;
-      const int64_t dim = split == TpSplit::Rows ? rows : cols;
-      check(dim % size == 0, kOrigin,
-            std::string("tensor ") + quote_name(name) + ": dimension " +
-                std::string(tp_split_text(split)) + " (" + std::to_string(dim) +
-                ") does not divide by tensor_parallel_size " + std::to_string(size));
-    }
-  });
+  for (const LoraTensor& tensor : adapter.tensors()) {
+    if (tensor.split == TpSplit::Replicated) continue;
+    const int64_t dim = tensor.split == TpSplit::Rows ? tensor.rows : tensor.cols;
+    check(dim % size == 0, kOrigin,
+          std::string("tensor ") + quote_name(tensor.name()) + ": dimension " +
+              std::string(tp_split_text(tensor.split)) + " (" + std::to_string(dim) +
+              ") does not divide by tensor_parallel_size " + std::to_string(size));
+  }
   write_adapter_tp_shard(dir, slice_adapter_for_tp(adapter, rank, size), rank, size);
 }
 
 void write_adapter_tp_shard(const fs::path& dir, const LoraAdapter& part, int64_t rank,
                             int64_t size) {
-  const int64_t r = part.config.r;
+  std::optional<LoraAdapter> copy;
+  const LoraAdapter& host = host_view(part, copy);
   std::vector<TensorToWrite> tensors;
   Metadata metadata = {
       {"format", "pt"}, {"tp_rank", std::to_string(rank)}, {"tp_size", std::to_string(size)}};
-  for_each_lora_matrix(part, [&](int64_t layer, LoraTarget target, const LoraMatrix& matrix) {
-    for (LoraPart which : kLoraParts) {
-      const std::vector<float>& values = which == LoraPart::A ? matrix.a : matrix.b;
-      TensorToWrite& t = tensors.emplace_back();
-      t.name = lora_tensor_name(layer, target, which);
-      t.shape = which == LoraPart::A ? std::vector<int64_t>{r, matrix.in}
-                                     : std::vector<int64_t>{matrix.out, r};
-      t.data = std::as_bytes(std::span(values.data(), values.size()));
-      metadata[std::string(kSplitKeyPrefix) + t.name] =
-          std::string(tp_split_text(lora_tp_split(target, which)));
-    }
-  });
+  for (const LoraTensor& tensor : host.tensors()) {
+    TensorToWrite& t = tensors.emplace_back();
+    t.name = tensor.name();
+    t.shape = {tensor.rows, tensor.cols};
+    t.data = std::as_bytes(host.parameter(tensor));
+    metadata[std::string(kSplitKeyPrefix) + t.name] = std::string(tp_split_text(tensor.split));
+  }
   write_safetensors(dir / adapter_tp_shard_name(rank, size), tensors, metadata);
 }
 

@@ -35,10 +35,7 @@
 
 namespace ll {
 
-// How one LoRA tensor is laid out over tensor-parallel ranks.
-enum class TpSplit : int8_t { Replicated = -1, Rows = 0, Columns = 1 };
-
-TpSplit lora_tp_split(LoraTarget target, LoraPart part);
+// TpSplit and the split rule, lora_tp_split, are in model/lora.h.
 std::string_view tp_split_text(TpSplit split);  // "none", "0", "1": the metadata spelling
 
 // "adapter-tp<rank>-of-<size>.safetensors"

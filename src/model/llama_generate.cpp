@@ -28,9 +28,13 @@ LlamaGenerator::LlamaGenerator(const LlamaWeights& base, const LoraAdapter* adap
       backend_(backend ? *backend : cpu_backend()),
       weights_(std::make_unique<BoundLlamaWeights>(backend_, base_)) {
   const LlamaConfig& c = base_.config;
-  if (adapter_ && adapter_->layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
-    fail(kOrigin, "adapter has " + std::to_string(adapter_->layers.size()) +
+  if (adapter_ && adapter_->layers().size() != static_cast<size_t>(c.num_hidden_layers)) {
+    fail(kOrigin, "adapter has " + std::to_string(adapter_->layers().size()) +
                       " layers but the model has " + std::to_string(c.num_hidden_layers));
+  }
+  if (adapter_ && adapter_->backend().memory_space() != backend_.memory_space()) {
+    fail(kOrigin, std::string("the adapter's memory is not backend ") + backend_.name() +
+                      "'s: move it with LoraAdapter::on_backend");
   }
 }
 
@@ -69,7 +73,7 @@ void LlamaGenerator::project(int64_t layer, LoraTarget target, WeightView weight
   const int64_t n = rows_;
   be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
   if (!adapter_) return;
-  const auto& lora = adapter_->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  const auto& lora = adapter_->layers()[static_cast<size_t>(layer)][static_cast<size_t>(target)];
   if (!lora) return;
   const int64_t r = adapter_->config.r;
   lora_u_.resize(be, n * r);  // [N, r] u = x·Aᵀ

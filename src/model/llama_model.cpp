@@ -97,10 +97,15 @@ LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, M
       options_(options),
       backend_(options.backend ? *options.backend : cpu_backend()) {
   const LlamaConfig& c = base_.config;
-  if (adapter_ && adapter_->layers.size() != static_cast<size_t>(c.num_hidden_layers)) {
-    fail("model", "adapter has " + std::to_string(adapter_->layers.size()) +
+  if (adapter_ && adapter_->layers().size() != static_cast<size_t>(c.num_hidden_layers)) {
+    fail("model", "adapter has " + std::to_string(adapter_->layers().size()) +
                       " layers but the model has " + std::to_string(c.num_hidden_layers));
   }
+  if (adapter_ && adapter_->backend().memory_space() != backend_.memory_space()) {
+    fail("model", std::string("the adapter's memory is not backend ") + backend_.name() +
+                      "'s: move it with LoraAdapter::on_backend");
+  }
+
   const size_t copies =
       options_.checkpointing == Checkpointing::On ? 1 : static_cast<size_t>(c.num_hidden_layers);
   for (size_t i = 0; i < copies; ++i) layer_acts_.push_back(std::make_unique<Activations>());
@@ -145,7 +150,7 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, do
 
 // Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
-void lora_backward(Backend& be, LoraMatrix& m, const LoraConfig& config, double dropout,
+void lora_backward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
                    const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
                    const Buffer& x_dropped, Buffer& du, Buffer& scratch, const DropoutMask& mask) {
   const int64_t r = config.r;
@@ -219,8 +224,9 @@ DropoutMask LlamaLoraModel::dropout_mask(int64_t layer, LoraTarget target, int64
   DropoutMask mask;
   mask.key = dropout_seed_ * 0x100000001b3ull ^ (static_cast<uint64_t>(layer) << 40) ^
              (static_cast<uint64_t>(target) << 32);
-  // A row-parallel projection's input is this rank's columns of the whole activation.
-  if (tensor_parallel() && (target == LoraTarget::O || target == LoraTarget::Down)) {
+  // A row-parallel projection's input (A split by columns) is this rank's columns of the
+  // whole activation.
+  if (tensor_parallel() && lora_tp_split(target, LoraPart::A) == TpSplit::Columns) {
     const Communicator& tp = *options_.tensor_parallel;
     mask.window = {in, in * tp.size(), in * tp.rank()};
   }
@@ -233,7 +239,7 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
   const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
-  const auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
+  const auto* lora = adapter_ ? &adapter_->layers()[static_cast<size_t>(layer)] : nullptr;
   Backend& be = backend_;
 
   // y = x·Wᵀ (+ LoRA of `target` when it is adapted).
@@ -299,7 +305,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   const int64_t n = batch.tokens();
   const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
-  auto* lora = adapter_ ? &adapter_->layers[static_cast<size_t>(layer)] : nullptr;
+  auto* lora = adapter_ ? &adapter_->layers()[static_cast<size_t>(layer)] : nullptr;
   const float* x = layer_inputs_[static_cast<size_t>(layer)].data();
   Backend& be = backend_;
   Workspace& ws = *work_;

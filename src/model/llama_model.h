@@ -117,10 +117,10 @@ class LlamaLoraModel {
   std::unique_ptr<Workspace> work_;
   std::unique_ptr<BoundLlamaWeights> weights_;  // base_ as the backend reads it // the backward's
                                                 // and loss's scratch
-  std::vector<Buffer> layer_inputs_;  // [layers + 1][tokens, hidden]
-  Buffer final_hidden_;               // [tokens, hidden] after the final norm
-  Buffer final_rstd_;                 // [tokens]
-  VocabShard vocab_shard_;            // set when the LM head is split
+  std::vector<Buffer> layer_inputs_;            // [layers + 1][tokens, hidden]
+  Buffer final_hidden_;                         // [tokens, hidden] after the final norm
+  Buffer final_rstd_;                           // [tokens]
+  VocabShard vocab_shard_;                      // set when the LM head is split
 };
 
 }  // namespace ll

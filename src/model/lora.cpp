@@ -85,24 +85,145 @@ std::array<bool, kLoraTargetCount> parse_lora_targets(std::string_view list) {
   return targets;
 }
 
-void LoraAdapter::zero_grad() {
-  for (auto& layer : layers) {
-    for (auto& matrix : layer) {
-      if (!matrix) continue;
-      std::fill(matrix->grad_a.begin(), matrix->grad_a.end(), 0.0f);
-      std::fill(matrix->grad_b.begin(), matrix->grad_b.end(), 0.0f);
+TpSplit lora_tp_split(LoraTarget target, LoraPart part) {
+  const bool row_parallel = target == LoraTarget::O || target == LoraTarget::Down;
+  if (row_parallel) return part == LoraPart::A ? TpSplit::Columns : TpSplit::Replicated;
+  return part == LoraPart::A ? TpSplit::Replicated : TpSplit::Rows;
+}
+
+LoraAdapter::LoraAdapter(const LoraConfig& lora, const LoraLayout& layout, Backend* backend)
+    : config(lora), backend_(backend ? backend : &cpu_backend()) {
+  build_views(layout);
+  if (tensors_total_ == 0) return;
+  backend_->zero(parameters_.data(), tensors_total_);
+  backend_->zero(gradients_.data(), tensors_total_);
+}
+
+LoraAdapter::LoraAdapter(const LoraAdapter& other)
+    : config(other.config), backend_(other.backend_) {
+  if (backend_ == nullptr) return;  // a default-constructed adapter
+  build_views(other.layout());
+  if (tensors_total_ == 0) return;
+  backend_->copy(parameters_.data(), other.parameters_.data(), tensors_total_);
+  backend_->copy(gradients_.data(), other.gradients_.data(), tensors_total_);
+}
+
+LoraAdapter& LoraAdapter::operator=(const LoraAdapter& other) {
+  if (this != &other) *this = LoraAdapter(other);
+  return *this;
+}
+
+LoraAdapter LoraAdapter::on_backend(Backend& target) const {
+  LoraAdapter out;
+  out.config = config;
+  out.backend_ = &target;
+  out.build_views(layout());
+  if (tensors_total_ == 0) return out;
+  const auto move_block = [&](float* dst, const float* src) {
+    const Backend& source = backend();
+    if (source.memory_space() == MemorySpace::Host) {
+      target.upload(dst, src, tensors_total_);
+    } else if (target.memory_space() == MemorySpace::Host) {
+      backend_->download(dst, src, tensors_total_);
+    } else {  // device to device: through the host
+      std::vector<float> staged(size());
+      backend_->download(staged.data(), src, tensors_total_);
+      target.upload(dst, staged.data(), tensors_total_);
+    }
+  };
+  move_block(out.parameters_.data(), parameters_.data());
+  move_block(out.gradients_.data(), gradients_.data());
+  return out;
+}
+
+void LoraAdapter::build_views(const LoraLayout& layout) {
+  tensors_.clear();
+  replicated_ = 0;
+  tensors_total_ = 0;
+  // The table in file order; offsets with the replicated tensors first.
+  for (size_t layer = 0; layer < layout.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& shape = layout[layer][static_cast<size_t>(target)];
+      if (!shape) continue;
+      for (LoraPart part : kLoraParts) {
+        LoraTensor tensor;
+        tensor.layer = static_cast<int64_t>(layer);
+        tensor.target = target;
+        tensor.part = part;
+        tensor.rows = part == LoraPart::A ? config.r : shape->out;
+        tensor.cols = part == LoraPart::A ? shape->in : config.r;
+        tensor.split = lora_tp_split(target, part);
+        if (tensor.split == TpSplit::Replicated) replicated_ += tensor.count();
+        tensors_total_ += tensor.count();
+        tensors_.push_back(tensor);
+      }
+    }
+  }
+  int64_t next_replicated = 0;
+  int64_t next_split = replicated_;
+  for (LoraTensor& tensor : tensors_) {
+    int64_t& next = tensor.split == TpSplit::Replicated ? next_replicated : next_split;
+    tensor.offset = next;
+    next += tensor.count();
+  }
+  parameters_.resize(backend(), tensors_total_);
+  gradients_.resize(backend(), tensors_total_);
+
+  layers_.clear();
+  layers_.resize(layout.size());
+  size_t index = 0;
+  for (size_t layer = 0; layer < layout.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      const auto& shape = layout[layer][static_cast<size_t>(target)];
+      if (!shape) continue;
+      const LoraTensor& a = tensors_[index++];
+      const LoraTensor& b = tensors_[index++];
+      layers_[layer][static_cast<size_t>(target)].emplace(
+          LoraMatrix{shape->in, shape->out, parameter(a), parameter(b), gradient(a), gradient(b)});
     }
   }
 }
 
-int64_t LoraAdapter::parameter_count() const {
-  int64_t count = 0;
-  for (const auto& layer : layers) {
-    for (const auto& matrix : layer) {
-      if (matrix) count += static_cast<int64_t>(matrix->a.size() + matrix->b.size());
-    }
-  }
-  return count;
+LoraLayout LoraAdapter::layout() const {
+  LoraLayout out(layers_.size());
+  for_each_lora_matrix(*this, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
+    out[static_cast<size_t>(layer)][static_cast<size_t>(target)] = LoraShape{m.in, m.out};
+  });
+  return out;
+}
+
+namespace {
+template <typename Span>
+Span tensor_of(Span block, const LoraTensor& tensor) {
+  return block.subspan(static_cast<size_t>(tensor.offset), static_cast<size_t>(tensor.count()));
+}
+}  // namespace
+
+std::span<float> LoraAdapter::parameter(const LoraTensor& tensor) {
+  return tensor_of(parameters(), tensor);
+}
+std::span<float> LoraAdapter::gradient(const LoraTensor& tensor) {
+  return tensor_of(gradients(), tensor);
+}
+std::span<const float> LoraAdapter::parameter(const LoraTensor& tensor) const {
+  return tensor_of(parameters(), tensor);
+}
+std::span<const float> LoraAdapter::gradient(const LoraTensor& tensor) const {
+  return tensor_of(gradients(), tensor);
+}
+
+Backend& LoraAdapter::backend() const {
+  return backend_ ? *backend_ : cpu_backend();
+}
+
+void LoraAdapter::zero_grad() {
+  if (tensors_total_ > 0) backend().zero(gradients_.data(), tensors_total_);
+}
+
+const LoraAdapter& host_view(const LoraAdapter& adapter, std::optional<LoraAdapter>& copy) {
+  if (adapter.backend().memory_space() == MemorySpace::Host) return adapter;
+  copy.emplace(adapter.on_backend(cpu_backend()));
+  return *copy;
 }
 
 std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarget target) {
@@ -132,29 +253,23 @@ LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64
     fail("lora", "lora_dropout must be in [0, 1), got " + std::to_string(config.dropout));
   }
   if (!config.targets_any()) fail("lora", "no target modules: LoRA would train nothing");
-  LoraAdapter adapter;
-  adapter.config = config;
-  adapter.layers.resize(static_cast<size_t>(model.num_hidden_layers));
-  std::mt19937_64 rng(seed);
-  for (auto& layer : adapter.layers) {
+  LoraLayout layout(static_cast<size_t>(model.num_hidden_layers));
+  for (auto& layer : layout) {
     for (LoraTarget target : kAllLoraTargets) {
       if (!config.targets[static_cast<size_t>(target)]) continue;
       const auto [in, out] = lora_target_shape(model, target);
-      LoraMatrix matrix;
-      matrix.in = in;
-      matrix.out = out;
-      matrix.a.resize(static_cast<size_t>(config.r * in));
-      matrix.b.assign(static_cast<size_t>(out * config.r), 0.0f);
-      matrix.grad_a.assign(matrix.a.size(), 0.0f);
-      matrix.grad_b.assign(matrix.b.size(), 0.0f);
-      // kaiming_uniform_(a=sqrt(5)) on [r, in]: gain sqrt(2 / (1 + 5)), bound
-      // gain * sqrt(3 / fan_in) = 1 / sqrt(in).
-      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-      std::uniform_real_distribution<double> uniform(-bound, bound);
-      for (float& value : matrix.a) value = static_cast<float>(uniform(rng));
-      layer[static_cast<size_t>(target)] = std::move(matrix);
+      layer[static_cast<size_t>(target)] = LoraShape{in, out};
     }
   }
+  LoraAdapter adapter(config, layout);
+  // kaiming_uniform_(a=sqrt(5)) on each A [r, in], layer by layer in target order: gain
+  // sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1 / sqrt(in). B stays zero.
+  std::mt19937_64 rng(seed);
+  for_each_lora_matrix(adapter, [&](int64_t, LoraTarget, const LoraMatrix& matrix) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(matrix.in));
+    std::uniform_real_distribution<double> uniform(-bound, bound);
+    for (float& value : matrix.a) value = static_cast<float>(uniform(rng));
+  });
   return adapter;
 }
 

@@ -10,10 +10,12 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "backend/backend.h"
 #include "formats/llama_config.h"
 
 namespace ll {
@@ -50,32 +52,123 @@ inline const char* lora_part_letter(LoraPart part) {  // "A" or "B", as peft's n
   return part == LoraPart::A ? "A" : "B";
 }
 
-// One adapted projection: weights, gradients (same shapes) and its input/output sizes.
+// How one LoRA tensor is laid out over tensor-parallel ranks. The split rule (DESIGN.md
+// "Tensor parallelism") lives in lora_tp_split alone: column-parallel q/k/v/gate/up split B
+// [out, r] by rows and hold A whole; row-parallel o/down split A [r, in] by columns and hold
+// B whole.
+enum class TpSplit : int8_t { Replicated = -1, Rows = 0, Columns = 1 };
+TpSplit lora_tp_split(LoraTarget target, LoraPart part);
+
+// peft's tensor name of A or B of one layer's projection.
+std::string lora_tensor_name(int64_t layer, LoraTarget target, LoraPart part);
+
+// The (in, out) sizes of one adapted projection (as held: a tensor-parallel rank's share).
+struct LoraShape {
+  int64_t in = 0;
+  int64_t out = 0;
+};
+// Which projections of which layers carry an adapter: layout[layer][target].
+using LoraLayout = std::vector<std::array<std::optional<LoraShape>, kLoraTargetCount>>;
+
+// One tensor of the parameter store: what it is and where it lives in the store's blocks.
+struct LoraTensor {
+  int64_t layer = 0;
+  LoraTarget target = LoraTarget::Q;
+  LoraPart part = LoraPart::A;
+  int64_t rows = 0;  // A [r, in], B [out, r]
+  int64_t cols = 0;
+  TpSplit split = TpSplit::Replicated;
+  int64_t offset = 0;  // into parameters(), gradients() and the optimizer's moments
+
+  int64_t count() const { return rows * cols; }
+  std::string name() const { return lora_tensor_name(layer, target, part); }
+};
+
+// One adapted projection: views of its weights and gradients in the adapter's blocks.
+// The views are fixed (const); their elements are the adapter's memory.
 struct LoraMatrix {
   int64_t in = 0;
   int64_t out = 0;
-  std::vector<float> a;       // [r, in] fp32
-  std::vector<float> b;       // [out, r] fp32
-  std::vector<float> grad_a;  // [r, in] fp32
-  std::vector<float> grad_b;  // [out, r] fp32
+  const std::span<float> a;       // [r, in] fp32
+  const std::span<float> b;       // [out, r] fp32
+  const std::span<float> grad_a;  // [r, in] fp32
+  const std::span<float> grad_b;  // [out, r] fp32
 };
 
-struct LoraAdapter {
+// A LoRA adapter as a parameter store: one contiguous fp32 block for the parameters and one
+// for their gradients, allocated through a Backend (device memory on a device backend), and
+// a table of named views into them. The optimizer, gradient reduction, clipping, checkpoint
+// and adapter I/O, tensor-parallel slicing and the model all go through it.
+//
+// tensors() lists every tensor by layer, then target in kAllLoraTargets order, A then B: the
+// order of peft's files and of clip_grad_norm_'s sum. In memory, the replicated tensors (see
+// TpSplit) come first, so that the tensor-parallel reduction of their partial gradients is
+// one all-reduce on the head of the gradient block and the data-parallel one an all-reduce on
+// the whole block.
+//
+// Host code (I/O, merge, tests) reads the views directly only when the backend's memory is
+// the host's (host_view below gives a host copy otherwise).
+class LoraAdapter {
+ public:
   LoraConfig config;
-  // layers[i][target]: present when that projection is a target.
-  std::vector<std::array<std::optional<LoraMatrix>, kLoraTargetCount>> layers;
+
+  LoraAdapter() = default;
+  // Zero parameters and gradients of `layout`'s projections on `backend` (null: the CPU).
+  LoraAdapter(const LoraConfig& config, const LoraLayout& layout, Backend* backend = nullptr);
+  LoraAdapter(const LoraAdapter& other);  // a deep copy on the same backend
+  LoraAdapter& operator=(const LoraAdapter& other);
+  LoraAdapter(LoraAdapter&&) noexcept = default;
+  LoraAdapter& operator=(LoraAdapter&&) noexcept = default;
+
+  // The same adapter (parameters and gradients) in `backend`'s memory.
+  LoraAdapter on_backend(Backend& backend) const;
+
+  // layers()[layer][target]: present when that projection is a target.
+  const std::vector<std::array<std::optional<LoraMatrix>, kLoraTargetCount>>& layers() const {
+    return layers_;
+  }
+  LoraLayout layout() const;
+  const std::vector<LoraTensor>& tensors() const { return tensors_; }
+  // The whole blocks, in backend memory, and the view of one tensor of the table.
+  std::span<float> parameters() { return {parameters_.data(), size()}; }
+  std::span<float> gradients() { return {gradients_.data(), size()}; }
+  std::span<const float> parameters() const { return {parameters_.data(), size()}; }
+  std::span<const float> gradients() const { return {gradients_.data(), size()}; }
+  std::span<float> parameter(const LoraTensor& tensor);
+  std::span<float> gradient(const LoraTensor& tensor);
+  std::span<const float> parameter(const LoraTensor& tensor) const;
+  std::span<const float> gradient(const LoraTensor& tensor) const;
+  // Elements of the replicated tensors: the head of both blocks.
+  int64_t replicated_count() const { return replicated_; }
+  Backend& backend() const;
 
   void zero_grad();
-  int64_t parameter_count() const;
+  int64_t parameter_count() const { return size(); }  // of this share
+
+ private:
+  size_t size() const { return static_cast<size_t>(tensors_total_); }
+  void build_views(const LoraLayout& layout);
+
+  Backend* backend_ = nullptr;
+  Buffer parameters_;
+  Buffer gradients_;
+  std::vector<LoraTensor> tensors_;
+  std::vector<std::array<std::optional<LoraMatrix>, kLoraTargetCount>> layers_;
+  int64_t replicated_ = 0;
+  int64_t tensors_total_ = 0;
 };
 
-// Calls visit(layer, target, matrix) for every adapted projection of `adapter` (const or
-// not), by layer, then in kAllLoraTargets order: the order of LoraOptimizer's tensors.
-template <typename Adapter, typename Visit>
-void for_each_lora_matrix(Adapter& adapter, Visit&& visit) {
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+// `adapter` itself when its memory is the host's, else a host copy held in `copy`.
+const LoraAdapter& host_view(const LoraAdapter& adapter, std::optional<LoraAdapter>& copy);
+
+// Calls visit(layer, target, matrix) for every adapted projection of `adapter`, by layer,
+// then in kAllLoraTargets order.
+template <typename Visit>
+void for_each_lora_matrix(const LoraAdapter& adapter, Visit&& visit) {
+  const auto& layers = adapter.layers();
+  for (size_t layer = 0; layer < layers.size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      const auto& matrix = layers[layer][static_cast<size_t>(target)];
       if (matrix) visit(static_cast<int64_t>(layer), target, *matrix);
     }
   }
@@ -87,8 +180,5 @@ std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarg
 // A fresh adapter: A Kaiming-uniform (a = sqrt(5)) from `seed`, B zero. Errors (naming the
 // setting) for r < 1, no targets, alpha <= 0 or dropout outside [0, 1).
 LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed);
-
-// peft's tensor name of A or B of one layer's projection.
-std::string lora_tensor_name(int64_t layer, LoraTarget target, LoraPart part);
 
 }  // namespace ll

@@ -1,8 +1,10 @@
 // See peft_adapter.h.
 #include "model/peft_adapter.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "formats/safetensors.h"
@@ -65,28 +67,19 @@ LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,
   const SafetensorsModel tensors =
       SafetensorsModel::open(dir, weights_file, weights_file + ".index.json");
   LoraAdapter adapter = lora_init(model, lora, 0);
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
-      if (!matrix) continue;
-      for (LoraPart which : kLoraParts) {
-        const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
-        if (!tensors.contains(name)) {
-          fail("adapter", (dir / weights_file).string() + ": tensor '" + name + "' is missing");
-        }
-        const TensorInfo& info = tensors.info(name);
-        const std::vector<int64_t> expected = which == LoraPart::A
-                                                  ? std::vector<int64_t>{lora.r, matrix->in}
-                                                  : std::vector<int64_t>{matrix->out, lora.r};
-        if (info.shape != expected) {
-          fail("adapter", (dir / weights_file).string() + ": tensor '" + name +
-                              "' has the wrong shape for this model (expected [" +
-                              std::to_string(expected[0]) + ", " + std::to_string(expected[1]) +
-                              "])");
-        }
-        (which == LoraPart::A ? matrix->a : matrix->b) = tensors.read_f32(name);
-      }
+  for (const LoraTensor& tensor : adapter.tensors()) {
+    const std::string name = tensor.name();
+    if (!tensors.contains(name)) {
+      fail("adapter", (dir / weights_file).string() + ": tensor '" + name + "' is missing");
     }
+    const TensorInfo& info = tensors.info(name);
+    if (info.shape != std::vector<int64_t>{tensor.rows, tensor.cols}) {
+      fail("adapter", (dir / weights_file).string() + ": tensor '" + name +
+                          "' has the wrong shape for this model (expected [" +
+                          std::to_string(tensor.rows) + ", " + std::to_string(tensor.cols) + "])");
+    }
+    const std::vector<float> values = tensors.read_f32(name);
+    std::copy(values.begin(), values.end(), adapter.parameter(tensor).begin());
   }
   return adapter;
 }
@@ -124,23 +117,14 @@ void save_peft_adapter(const fs::path& dir, const LoraAdapter& adapter,
   const LoraConfig& lora = adapter.config;
   save_peft_adapter_config(dir, lora, base_model);
 
+  std::optional<LoraAdapter> copy;
+  const LoraAdapter& host = host_view(adapter, copy);
   std::vector<TensorToWrite> tensors;
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
-    for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
-      if (!matrix) continue;
-      const auto as_bytes = [](const std::vector<float>& values) {
-        return std::as_bytes(std::span(values.data(), values.size()));
-      };
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, LoraPart::A),
-                         DType::F32,
-                         {lora.r, matrix->in},
-                         as_bytes(matrix->a)});
-      tensors.push_back({lora_tensor_name(static_cast<int64_t>(layer), target, LoraPart::B),
-                         DType::F32,
-                         {matrix->out, lora.r},
-                         as_bytes(matrix->b)});
-    }
+  for (const LoraTensor& tensor : host.tensors()) {
+    tensors.push_back({tensor.name(),
+                       DType::F32,
+                       {tensor.rows, tensor.cols},
+                       std::as_bytes(host.parameter(tensor))});
   }
   write_safetensors(dir / "adapter_model.safetensors", tensors, {{"format", "pt"}});
 }

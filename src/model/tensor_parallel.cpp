@@ -1,7 +1,10 @@
 // See tensor_parallel.h.
 #include "model/tensor_parallel.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "core/error.h"
@@ -92,48 +95,39 @@ LlamaWeights slice_weights_for_tp(const LlamaWeights& full, int64_t rank, int64_
   return local;
 }
 
-std::vector<float> slice_matrix(const std::vector<float>& matrix, int64_t cols, int64_t row_begin,
-                                int64_t row_end, int64_t col_begin, int64_t col_end) {
-  std::vector<float> out;
-  out.reserve(static_cast<size_t>((row_end - row_begin) * (col_end - col_begin)));
-  for (int64_t row = row_begin; row < row_end; ++row) {
-    const float* src = matrix.data() + row * cols;
-    out.insert(out.end(), src + col_begin, src + col_end);
-  }
-  return out;
-}
-
 LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t size) {
   check(size >= 1 && rank >= 0 && rank < size, kOrigin,
         "rank " + std::to_string(rank) + " of " + std::to_string(size) + " is not a valid rank");
-  const int64_t r = full.config.r;
-  LoraAdapter local;
-  local.config = full.config;
-  local.layers.resize(full.layers.size());
-  for_each_lora_matrix(full, [&](int64_t layer, LoraTarget target, const LoraMatrix& whole) {
-    LoraMatrix part;
-    if (lora_tp_split(target, LoraPart::A) == TpSplit::Columns) {  // row-parallel: A split, B whole
-      check(whole.in % size == 0, kOrigin,
-            lora_tensor_name(layer, target, LoraPart::A) + ": " + std::to_string(whole.in) +
-                " columns do not divide by " + std::to_string(size));
-      part.in = whole.in / size;
-      part.out = whole.out;
-      part.a = slice_matrix(whole.a, whole.in, 0, r, rank * part.in, (rank + 1) * part.in);
-      part.b = whole.b;
-    } else {  // column-parallel: A whole, B split
-      check(whole.out % size == 0, kOrigin,
-            lora_tensor_name(layer, target, LoraPart::B) + ": " + std::to_string(whole.out) +
-                " rows do not divide by " + std::to_string(size));
-      part.in = whole.in;
-      part.out = whole.out / size;
-      part.a = whole.a;
-      part.b = slice_matrix(whole.b, r, rank * part.out, (rank + 1) * part.out, 0, r);
+  std::optional<LoraAdapter> copy;
+  const LoraAdapter& whole = host_view(full, copy);
+  // Each tensor's split (lora_tp_split) divides one dimension of its projection by `size`.
+  LoraLayout layout = whole.layout();
+  for (const LoraTensor& tensor : whole.tensors()) {
+    if (tensor.split == TpSplit::Replicated) continue;
+    const int64_t dim = tensor.split == TpSplit::Rows ? tensor.rows : tensor.cols;
+    check(dim % size == 0, kOrigin,
+          tensor.name() + ": " + std::to_string(dim) +
+              (tensor.split == TpSplit::Rows ? " rows" : " columns") + " do not divide by " +
+              std::to_string(size));
+    LoraShape& shape =
+        *layout[static_cast<size_t>(tensor.layer)][static_cast<size_t>(tensor.target)];
+    (tensor.split == TpSplit::Rows ? shape.out : shape.in) = dim / size;
+  }
+  LoraAdapter local(whole.config, layout);
+  for (size_t i = 0; i < whole.tensors().size(); ++i) {
+    const LoraTensor& from = whole.tensors()[i];
+    const LoraTensor& to = local.tensors()[i];
+    const int64_t row0 = from.split == TpSplit::Rows ? rank * to.rows : 0;
+    const int64_t col0 = from.split == TpSplit::Columns ? rank * to.cols : 0;
+    const std::span<const float> source = whole.parameter(from);
+    const std::span<float> target = local.parameter(to);
+    for (int64_t row = 0; row < to.rows; ++row) {
+      const auto begin = source.begin() + (row0 + row) * from.cols + col0;
+      std::copy(begin, begin + to.cols, target.begin() + row * to.cols);
     }
-    part.grad_a.assign(part.a.size(), 0.0f);
-    part.grad_b.assign(part.b.size(), 0.0f);
-    local.layers[static_cast<size_t>(layer)][static_cast<size_t>(target)] = std::move(part);
-  });
-  return local;
+  }
+  if (&full.backend() == &local.backend()) return local;
+  return local.on_backend(full.backend());
 }
 
 }  // namespace ll

@@ -35,9 +35,4 @@ LlamaWeights slice_weights_for_tp(const LlamaWeights& full, int64_t rank, int64_
 // dimension of every tensor must divide by `size` (check_tensor_parallel_size ensures it).
 LoraAdapter slice_adapter_for_tp(const LoraAdapter& full, int64_t rank, int64_t size);
 
-// Rows [row_begin, row_end) x columns [col_begin, col_end) of a row-major fp32 matrix with
-// `cols` columns.
-std::vector<float> slice_matrix(const std::vector<float>& matrix, int64_t cols, int64_t row_begin,
-                                int64_t row_end, int64_t col_begin, int64_t col_end);
-
 }  // namespace ll

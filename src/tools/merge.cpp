@@ -198,9 +198,9 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
 
   // Which base tensors receive a delta (their shapes are checked with the others' below).
   std::map<std::string, const LoraMatrix*, std::less<>> deltas;
-  for (size_t layer = 0; layer < lora.layers.size(); ++layer) {
+  for (size_t layer = 0; layer < lora.layers().size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = lora.layers[layer][static_cast<size_t>(target)];
+      const auto& matrix = lora.layers()[layer][static_cast<size_t>(target)];
       if (matrix) deltas[base_tensor_name(static_cast<int64_t>(layer), target)] = &*matrix;
     }
   }

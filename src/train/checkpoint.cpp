@@ -23,16 +23,6 @@ using nlohmann::json;
 
 constexpr const char* kOrigin = "train";
 
-// Visits the LoRA tensors in LoraOptimizer's order: per layer, per target, A then B.
-template <typename Visit>
-void for_each_lora_tensor(const LoraAdapter& adapter, Visit visit) {
-  const int64_t r = adapter.config.r;
-  for_each_lora_matrix(adapter, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
-    visit(lora_tensor_name(layer, target, LoraPart::A), std::vector<int64_t>{r, m.in});
-    visit(lora_tensor_name(layer, target, LoraPart::B), std::vector<int64_t>{m.out, r});
-  });
-}
-
 std::optional<int64_t> parse_checkpoint_step(const std::string& name) {
   constexpr std::string_view kPrefix = "checkpoint-";
   if (name.size() <= kPrefix.size() || name.compare(0, kPrefix.size(), kPrefix) != 0) {
@@ -143,25 +133,27 @@ std::string adapter_file_name(int64_t tp_rank, int64_t tp_size) {
 
 namespace {
 
-void write_optimizer_state(const fs::path& path, const LoraAdapter& adapter,
-                           LoraOptimizer& optimizer, int64_t tp_rank, int64_t tp_size) {
-  std::vector<std::string> names;
-  std::vector<std::vector<int64_t>> shapes;
-  for_each_lora_tensor(adapter, [&](const std::string& name, std::vector<int64_t> shape) {
-    names.push_back(name);
-    shapes.push_back(std::move(shape));
-  });
-  check(names.size() == optimizer.exp_avg().size(), kOrigin,
-        "optimizer and adapter disagree on the number of LoRA tensors");
+void write_optimizer_state(const fs::path& path, LoraOptimizer& optimizer, int64_t tp_rank,
+                           int64_t tp_size) {
+  const LoraAdapter& adapter = optimizer.adapter();
+  const auto to_host = [&](std::span<const float> block) {
+    std::vector<float> host(block.size());
+    if (!host.empty()) {
+      adapter.backend().download(host.data(), block.data(), static_cast<int64_t>(block.size()));
+    }
+    return host;
+  };
+  const std::vector<float> exp_avg = to_host(optimizer.exp_avg());
+  const std::vector<float> exp_avg_sq = to_host(optimizer.exp_avg_sq());
   std::vector<TensorToWrite> tensors;
-  for (size_t i = 0; i < names.size(); ++i) {
-    const auto bytes = [](const std::vector<float>& v) {
-      return std::as_bytes(std::span(v.data(), v.size()));
+  for (const LoraTensor& tensor : adapter.tensors()) {
+    const auto bytes = [&](const std::vector<float>& block) {
+      return std::as_bytes(std::span(block).subspan(static_cast<size_t>(tensor.offset),
+                                                    static_cast<size_t>(tensor.count())));
     };
-    tensors.push_back(
-        {names[i] + ".exp_avg", DType::F32, shapes[i], bytes(optimizer.exp_avg()[i])});
-    tensors.push_back(
-        {names[i] + ".exp_avg_sq", DType::F32, shapes[i], bytes(optimizer.exp_avg_sq()[i])});
+    const std::vector<int64_t> shape = {tensor.rows, tensor.cols};
+    tensors.push_back({tensor.name() + ".exp_avg", DType::F32, shape, bytes(exp_avg)});
+    tensors.push_back({tensor.name() + ".exp_avg_sq", DType::F32, shape, bytes(exp_avg_sq)});
   }
   Metadata metadata = {
       {"format", "pt"}, {"optimizer", "AdamW"}, {"step", std::to_string(optimizer.steps_taken())}};
@@ -211,8 +203,9 @@ fs::path save_checkpoint(const fs::path& output_dir, const LoraAdapter& adapter,
       write_adapter_tp_shard(dir, adapter, tp_rank, tp_size);
       if (tp_rank == 0) save_peft_adapter_config(dir, adapter.config, base_model);
     }
-    write_optimizer_state(dir / optimizer_file_name(tp_rank, tp_size), adapter, optimizer, tp_rank,
-                          tp_size);
+    check(&optimizer.adapter() == &adapter, kOrigin,
+          "save_checkpoint: the optimizer steps another adapter");
+    write_optimizer_state(dir / optimizer_file_name(tp_rank, tp_size), optimizer, tp_rank, tp_size);
   }
   if (main_rank) {
     write_file_atomic(dir / "trainer_state.json", trainer_state_to_json(state).dump(2) + "\n");
@@ -266,21 +259,24 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model, 
   check(parse_ec == std::errc() && ptr == step->second.data() + step->second.size() &&
             out.optimizer_steps >= 0,
         kOrigin, optimizer_path.string() + ": metadata \"step\" is not a step count");
-  const auto read = [&](const std::string& name, const std::vector<int64_t>& shape) {
+  out.moment_layout = out.adapter.tensors();
+  out.exp_avg.resize(static_cast<size_t>(out.adapter.parameter_count()));
+  out.exp_avg_sq.resize(out.exp_avg.size());
+  const auto read = [&](const std::string& name, const LoraTensor& tensor,
+                        std::vector<float>& block) {
+    const std::vector<int64_t> shape = {tensor.rows, tensor.cols};
     const TensorInfo* info = file.find(name);
     check(info != nullptr, kOrigin, optimizer_path.string() + ": tensor '" + name + "' is missing");
     check(info->dtype == DType::F32 && info->shape == shape, kOrigin,
           optimizer_path.string() + ": tensor '" + name + "' should be F32 " + shape_text(shape));
     const auto bytes = file.data(*info);
-    std::vector<float> values(bytes.size() / sizeof(float));
-    std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-    return values;
+    std::memcpy(block.data() + tensor.offset, bytes.data(),
+                static_cast<size_t>(tensor.count()) * sizeof(float));
   };
-  for_each_lora_tensor(out.adapter,
-                       [&](const std::string& name, const std::vector<int64_t>& shape) {
-                         out.exp_avg.push_back(read(name + ".exp_avg", shape));
-                         out.exp_avg_sq.push_back(read(name + ".exp_avg_sq", shape));
-                       });
+  for (const LoraTensor& tensor : out.adapter.tensors()) {
+    read(tensor.name() + ".exp_avg", tensor, out.exp_avg);
+    read(tensor.name() + ".exp_avg_sq", tensor, out.exp_avg_sq);
+  }
   check(out.optimizer_steps == out.state.global_step, kOrigin,
         optimizer_path.string() + ": step " + std::to_string(out.optimizer_steps) +
             " disagrees with trainer_state.json's global_step " +
@@ -289,13 +285,21 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir, const LlamaConfig& model, 
 }
 
 void restore_optimizer(LoraOptimizer& optimizer, const LoadedCheckpoint& checkpoint) {
-  check(optimizer.exp_avg().size() == checkpoint.exp_avg.size(), kOrigin,
-        checkpoint.dir.string() + ": the optimizer state does not match the adapter");
-  for (size_t i = 0; i < checkpoint.exp_avg.size(); ++i) {
-    check(optimizer.exp_avg()[i].size() == checkpoint.exp_avg[i].size(), kOrigin,
-          checkpoint.dir.string() + ": the optimizer state does not match the adapter");
-    optimizer.exp_avg()[i] = checkpoint.exp_avg[i];
-    optimizer.exp_avg_sq()[i] = checkpoint.exp_avg_sq[i];
+  const LoraAdapter& adapter = optimizer.adapter();
+  const bool same_layout =
+      adapter.tensors().size() == checkpoint.moment_layout.size() &&
+      std::equal(adapter.tensors().begin(), adapter.tensors().end(),
+                 checkpoint.moment_layout.begin(), [](const LoraTensor& a, const LoraTensor& b) {
+                   return a.layer == b.layer && a.target == b.target && a.part == b.part &&
+                          a.rows == b.rows && a.cols == b.cols && a.offset == b.offset;
+                 });
+  check(same_layout && checkpoint.exp_avg.size() == optimizer.exp_avg().size() &&
+            checkpoint.exp_avg_sq.size() == optimizer.exp_avg_sq().size(),
+        kOrigin, checkpoint.dir.string() + ": the optimizer state does not match the adapter");
+  const auto count = static_cast<int64_t>(checkpoint.exp_avg.size());
+  if (count > 0) {
+    adapter.backend().upload(optimizer.exp_avg().data(), checkpoint.exp_avg.data(), count);
+    adapter.backend().upload(optimizer.exp_avg_sq().data(), checkpoint.exp_avg_sq.data(), count);
   }
   optimizer.set_steps_taken(checkpoint.optimizer_steps);
 }

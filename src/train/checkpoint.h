@@ -85,8 +85,11 @@ std::string optimizer_file_name(int64_t tp_rank, int64_t tp_size);
 struct LoadedCheckpoint {
   fs::path dir;
   LoraAdapter adapter;
-  std::vector<std::vector<float>> exp_avg;  // adapter tensor order (LoraOptimizer's)
-  std::vector<std::vector<float>> exp_avg_sq;
+  // The AdamW moments, host memory laid out as adapter.tensors()' offsets say (the
+  // optimizer's blocks).
+  std::vector<float> exp_avg;
+  std::vector<float> exp_avg_sq;
+  std::vector<LoraTensor> moment_layout;  // adapter.tensors() when read (the adapter may move)
   int64_t optimizer_steps = 0;
   TrainerState state;
 };

@@ -14,15 +14,18 @@ LrSchedule parse_lr_schedule(std::string_view name) {
   if (name == "linear") return LrSchedule::Linear;
   if (name == "cosine") return LrSchedule::Cosine;
   if (name == "constant" || name == "constant_with_warmup") return LrSchedule::Constant;
-  fail("train", "lr_scheduler_type '" + std::string(name) +
-                    "' is not supported (linear, cosine, constant)");
+  fail("train",
+       "lr_scheduler_type '" + std::string(name) + "' is not supported (linear, cosine, constant)");
 }
 
 std::string_view lr_schedule_name(LrSchedule schedule) {
   switch (schedule) {
-    case LrSchedule::Linear: return "linear";
-    case LrSchedule::Cosine: return "cosine";
-    case LrSchedule::Constant: return "constant";
+    case LrSchedule::Linear:
+      return "linear";
+    case LrSchedule::Cosine:
+      return "cosine";
+    case LrSchedule::Constant:
+      return "constant";
   }
   return "?";
 }
@@ -36,14 +39,13 @@ double scheduled_lr(LrSchedule schedule, double learning_rate, int64_t step, int
   const double decay_steps = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   switch (schedule) {
     case LrSchedule::Linear:
-      return learning_rate *
-             std::max(0.0, static_cast<double>(total_steps - step) / decay_steps);
+      return learning_rate * std::max(0.0, static_cast<double>(total_steps - step) / decay_steps);
     case LrSchedule::Cosine: {
       const double progress = static_cast<double>(step - warmup_steps) / decay_steps;
-      return learning_rate *
-             std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
+      return learning_rate * std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
     }
-    case LrSchedule::Constant: return learning_rate;
+    case LrSchedule::Constant:
+      return learning_rate;
   }
   return learning_rate;
 }

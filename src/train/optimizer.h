@@ -1,9 +1,9 @@
-// AdamW over the LoRA tensors of an adapter (fp32 master weights and moments), with global
-// gradient-norm clipping, as HF Trainer runs torch.optim.AdamW: clip, then step.
+// AdamW over the LoRA parameter store of an adapter (fp32 master weights and moments), with
+// global gradient-norm clipping, as HF Trainer runs torch.optim.AdamW: clip, then step.
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <span>
 
 #include "backend/backend.h"
 #include "model/lora.h"
@@ -21,9 +21,9 @@ struct OptimizerSettings {
 
 class LoraOptimizer {
  public:
-  // The updates run on `backend` (null: the CPU backend), in the memory the adapter's tensors
-  // live in (host vectors today: the CPU backend's memory).
-  LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings, Backend* backend = nullptr);
+  // The updates run on the adapter's backend, on its parameter and gradient blocks; the two
+  // moments are blocks of the same layout (adapter.tensors()' offsets), allocated there too.
+  LoraOptimizer(LoraAdapter& adapter, OptimizerSettings settings);
 
   // Norm of all LoRA gradients (before clipping), clipping them when above max_grad_norm.
   // With a tensor-parallel group of size > 1 the adapter is this rank's share: the squares
@@ -34,23 +34,20 @@ class LoraOptimizer {
   void step(double lr);
 
   int64_t steps_taken() const { return steps_; }
-  // Moments in adapter tensor order (A then B per adapted projection), for checkpoints.
-  std::vector<std::vector<float>>& exp_avg() { return exp_avg_; }
-  std::vector<std::vector<float>>& exp_avg_sq() { return exp_avg_sq_; }
   void set_steps_taken(int64_t steps) { steps_ = steps; }
+  // The moments in the adapter's backend memory, laid out as adapter.tensors() says.
+  std::span<float> exp_avg() { return {exp_avg_.data(), static_cast<size_t>(exp_avg_.size())}; }
+  std::span<float> exp_avg_sq() {
+    return {exp_avg_sq_.data(), static_cast<size_t>(exp_avg_sq_.size())};
+  }
+  const LoraAdapter& adapter() const { return adapter_; }
 
  private:
-  struct Slot {
-    std::vector<float>* param;
-    std::vector<float>* grad;
-    bool split;  // split over tensor-parallel ranks (else replicated)
-  };
   LoraAdapter& adapter_;
   OptimizerSettings settings_;
   Backend& backend_;
-  std::vector<Slot> slots_;
-  std::vector<std::vector<float>> exp_avg_;
-  std::vector<std::vector<float>> exp_avg_sq_;
+  Buffer exp_avg_;
+  Buffer exp_avg_sq_;
   int64_t steps_ = 0;
 };
 

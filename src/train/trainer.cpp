@@ -190,12 +190,14 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
       args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
   if (tp_size() > 1) model_options.tensor_parallel = options_.parallel->tp.get();
   model_options.backend = options_.backend;
+  // The parameter store lives where the model runs.
+  if (options_.backend != nullptr && &adapter_.backend() != options_.backend) {
+    adapter_ = adapter_.on_backend(*options_.backend);
+  }
   model_ = std::make_unique<LlamaLoraModel>(weights(), &adapter_, model_options);
   optimizer_ = std::make_unique<LoraOptimizer>(
-      adapter_,
-      OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon, args_.weight_decay,
-                        args_.max_grad_norm},
-      options_.backend);
+      adapter_, OptimizerSettings{args_.adam_beta1, args_.adam_beta2, args_.adam_epsilon,
+                                  args_.weight_decay, args_.max_grad_norm});
   if (options_.resume) {
     restore_optimizer(*optimizer_, *options_.resume);
     options_.resume.reset();  // the moments now live in the optimizer
@@ -319,39 +321,24 @@ StepRecord Trainer::run_step() {
 }
 
 void Trainer::reduce_gradients() {
-  // Replicated LoRA tensors got a partial gradient on each tensor-parallel rank; then every
-  // gradient is summed over the data-parallel ranks. One flat buffer per reduction.
-  const auto reduce = [&](Communicator& comm, bool replicated_only) {
-    std::vector<std::vector<float>*> grads;
-    for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, LoraMatrix& matrix) {
-      if (!replicated_only || lora_tp_split(target, LoraPart::A) == TpSplit::Replicated) {
-        grads.push_back(&matrix.grad_a);
-      }
-      if (!replicated_only || lora_tp_split(target, LoraPart::B) == TpSplit::Replicated) {
-        grads.push_back(&matrix.grad_b);
-      }
-    });
-    std::vector<float> flat;
-    for (const auto* grad : grads) flat.insert(flat.end(), grad->begin(), grad->end());
-    comm.all_reduce(flat.data(), static_cast<int64_t>(flat.size()), ReduceOp::Sum);
-    size_t offset = 0;
-    for (auto* grad : grads) {
-      std::copy_n(flat.begin() + static_cast<std::ptrdiff_t>(offset), grad->size(), grad->begin());
-      offset += grad->size();
-    }
-  };
-  if (tp_size() > 1) reduce(*options_.parallel->tp, true);
-  if (dp_size() > 1) reduce(*options_.parallel->dp, false);
+  // Replicated LoRA tensors got a partial gradient on each tensor-parallel rank (they are the
+  // head of the gradient block); then the whole block is summed over the data-parallel ranks.
+  // Both all-reduces run in place on the adapter's gradient block.
+  const std::span<float> grads = adapter_.gradients();
+  if (tp_size() > 1) {
+    options_.parallel->tp->all_reduce(grads.data(), adapter_.replicated_count(), ReduceOp::Sum);
+  }
+  if (dp_size() > 1) {
+    options_.parallel->dp->all_reduce(grads.data(), static_cast<int64_t>(grads.size()),
+                                      ReduceOp::Sum);
+  }
 }
 
 int64_t Trainer::lora_parameter_count() const {
   int64_t count = 0;
-  for_each_lora_matrix(adapter_, [&](int64_t, LoraTarget target, const LoraMatrix& m) {
-    for (LoraPart which : kLoraParts) {
-      const auto held = static_cast<int64_t>((which == LoraPart::A ? m.a : m.b).size());
-      count += lora_tp_split(target, which) == TpSplit::Replicated ? held : held * tp_size();
-    }
-  });
+  for (const LoraTensor& tensor : adapter_.tensors()) {
+    count += tensor.split == TpSplit::Replicated ? tensor.count() : tensor.count() * tp_size();
+  }
   return count;
 }
 

@@ -129,7 +129,7 @@ TEST_F(ConsolidateMergeCliErrors, MissingShard) {
 
 TEST_F(ConsolidateMergeCliErrors, ReplicatedTensorsDisagree) {
   LoraAdapter other = load_peft_adapter(kAdapter, load_llama_config(kBase));
-  other.layers[0][static_cast<size_t>(LoraTarget::Down)]->b[0] *= 2.0f;  // replicated: o/down B
+  other.layers()[0][static_cast<size_t>(LoraTarget::Down)]->b[0] *= 2.0f;  // replicated: o/down B
   write_checkpoint(tmp / "ckpt", 2, &other);
   expect_one_line_error(consolidate(tmp / "ckpt"),
                         lora_tensor_name(0, LoraTarget::Down, LoraPart::B) +

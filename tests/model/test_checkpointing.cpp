@@ -30,7 +30,7 @@ TokenBatch two_rows() {
 
 std::vector<float> all_grads(const LoraAdapter& adapter) {
   std::vector<float> out;
-  for (const auto& layer : adapter.layers) {
+  for (const auto& layer : adapter.layers()) {
     for (const auto& m : layer) {
       if (!m) continue;
       out.insert(out.end(), m->grad_a.begin(), m->grad_a.end());
@@ -85,7 +85,7 @@ TEST(Dropout, BackwardMatchesFiniteDifferences) {
   };
   int checked = 0;
   for (LoraTarget target : {LoraTarget::Q, LoraTarget::Down, LoraTarget::Gate}) {
-    LoraMatrix& m = *adapter.layers[1][static_cast<size_t>(target)];
+    const LoraMatrix& m = *adapter.layers()[1][static_cast<size_t>(target)];
     for (size_t index : {size_t{0}, size_t{5}, m.a.size() - 1}) {
       const float saved = m.a[index];
       const float h = 1e-2f;

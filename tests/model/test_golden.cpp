@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <span>
 
 #include "formats/safetensors.h"
 #include "model/llama_model.h"
@@ -62,14 +63,14 @@ TokenBatch batch_from(const SafetensorsModel& expected) {
   return batch;
 }
 
-double max_abs(const std::vector<float>& values) {
+double max_abs(std::span<const float> values) {
   double m = 0;
   for (float v : values) m = std::max(m, std::fabs(static_cast<double>(v)));
   return m;
 }
 
 // max |a - b| / max |b|
-double relative_error(const std::vector<float>& ours, const std::vector<float>& reference) {
+double relative_error(std::span<const float> ours, std::span<const float> reference) {
   EXPECT_EQ(ours.size(), reference.size());
   double worst = 0;
   for (size_t i = 0; i < std::min(ours.size(), reference.size()); ++i) {
@@ -107,9 +108,9 @@ TEST_P(Golden, LogitsLossAndLoraGradientsMatchTransformersPeft) {
 
   int checked = 0;
   double worst_grad_error = 0;
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+  for (size_t layer = 0; layer < adapter.layers().size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      const auto& matrix = adapter.layers()[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
       for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
@@ -122,7 +123,7 @@ TEST_P(Golden, LogitsLossAndLoraGradientsMatchTransformersPeft) {
       }
     }
   }
-  EXPECT_EQ(checked, static_cast<int>(adapter.layers.size()) * 14);
+  EXPECT_EQ(checked, static_cast<int>(adapter.layers().size()) * 14);
   std::printf("  %s: logits rel err %.2e, loss %.9f vs %.9f, worst LoRA grad rel err %.2e\n",
               param.config.c_str(), logits_error, loss, expected_loss, worst_grad_error);
 }
@@ -163,7 +164,7 @@ INSTANTIATE_TEST_SUITE_P(
 namespace ll {
 namespace {
 
-double relative_l2(const std::vector<float>& ours, const std::vector<float>& reference) {
+double relative_l2(std::span<const float> ours, std::span<const float> reference) {
   double diff = 0, norm = 0;
   for (size_t i = 0; i < ours.size(); ++i) {
     diff += (static_cast<double>(ours[i]) - reference[i]) *
@@ -201,9 +202,9 @@ TEST(GoldenBf16, Bf16WeightsMatchTheReferenceAndTheStatedBounds) {
       model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
   EXPECT_NEAR(loss, expected.read_f32("ref_loss")[0], 1e-5 * loss);
   EXPECT_NEAR(loss, expected.read_f32("loss")[0], 2.5e-3);
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+  for (size_t layer = 0; layer < adapter.layers().size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      const auto& m = adapter.layers[layer][static_cast<size_t>(target)];
+      const auto& m = adapter.layers()[layer][static_cast<size_t>(target)];
       if (!m) continue;
       for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);

@@ -42,7 +42,7 @@ TEST(Lora, ScaleIsAlphaOverROrOverSqrtR) {
 TEST(Lora, InitIsKaimingUniformAWithZeroB) {
   const LlamaConfig model = test::small_llama_config();
   const LoraAdapter adapter = lora_init(model, all_targets(4, 8, false), 7);
-  const LoraMatrix& down = *adapter.layers[1][static_cast<size_t>(LoraTarget::Down)];
+  const LoraMatrix& down = *adapter.layers()[1][static_cast<size_t>(LoraTarget::Down)];
   EXPECT_EQ(down.in, 24);
   EXPECT_EQ(down.out, 16);
   const double bound = 1.0 / std::sqrt(24.0);  // kaiming_uniform_(a=sqrt(5)) on fan_in 24
@@ -74,7 +74,7 @@ TEST(PeftAdapter, SaveThenLoadIsExact) {
   LoraConfig config = all_targets(4, 16, true);
   config.targets[static_cast<size_t>(LoraTarget::Up)] = false;
   LoraAdapter adapter = lora_init(model, config, 3);
-  for (auto& layer : adapter.layers) {
+  for (auto& layer : adapter.layers()) {
     for (auto& m : layer) {
       if (m) {
         for (size_t i = 0; i < m->b.size(); ++i) m->b[i] = 0.01f * static_cast<float>(i);
@@ -89,12 +89,14 @@ TEST(PeftAdapter, SaveThenLoadIsExact) {
   const LoraAdapter loaded = load_peft_adapter(dir.path(), model);
   EXPECT_EQ(loaded.config.r, 4);
   EXPECT_DOUBLE_EQ(loaded.config.scale(), config.scale());
-  for (size_t l = 0; l < adapter.layers.size(); ++l) {
+  for (size_t l = 0; l < adapter.layers().size(); ++l) {
     for (size_t t = 0; t < kLoraTargetCount; ++t) {
-      ASSERT_EQ(adapter.layers[l][t].has_value(), loaded.layers[l][t].has_value());
-      if (!adapter.layers[l][t]) continue;
-      EXPECT_EQ(adapter.layers[l][t]->a, loaded.layers[l][t]->a);
-      EXPECT_EQ(adapter.layers[l][t]->b, loaded.layers[l][t]->b);
+      ASSERT_EQ(adapter.layers()[l][t].has_value(), loaded.layers()[l][t].has_value());
+      if (!adapter.layers()[l][t]) continue;
+      EXPECT_EQ(test::values_of(adapter.layers()[l][t]->a),
+                test::values_of(loaded.layers()[l][t]->a));
+      EXPECT_EQ(test::values_of(adapter.layers()[l][t]->b),
+                test::values_of(loaded.layers()[l][t]->b));
     }
   }
 }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 #include <thread>
 
 #include "core/file.h"
@@ -47,7 +48,7 @@ struct Result {
 
 // Sums the gradients of replicated LoRA tensors over the group (the trainer's job).
 void reduce_replicated(LoraAdapter& adapter, Communicator& tp) {
-  for (auto& layer : adapter.layers) {
+  for (auto& layer : adapter.layers()) {
     for (LoraTarget target : kAllLoraTargets) {
       auto& m = layer[static_cast<size_t>(target)];
       if (!m) continue;
@@ -78,13 +79,13 @@ Result run(const LlamaWeights& weights, LoraAdapter adapter, Communicator* tp,
   return out;
 }
 
-double max_abs(const std::vector<float>& v) {
+double max_abs(std::span<const float> v) {
   double m = 0;
   for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
   return m;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<float>& want,
+void expect_close(std::span<const float> got, std::span<const float> want,
                   const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   const double bound = kTolerance * std::max(max_abs(want), 1e-12);
@@ -118,14 +119,8 @@ void check_tp_model(const LlamaWeights& base, LoraAdapter adapter, int size, dou
   for (const std::string& e : errors) ASSERT_EQ(e, "");
 
   const LoraAdapter want_grads = [&] {
-    LoraAdapter g = whole.adapter;
-    for (auto& layer : g.layers) {
-      for (auto& m : layer) {
-        if (!m) continue;
-        m->a = m->grad_a;  // slice the gradients with the weights' layout
-        m->b = m->grad_b;
-      }
-    }
+    LoraAdapter g = whole.adapter;  // slice the gradients with the weights' layout
+    std::copy(g.gradients().begin(), g.gradients().end(), g.parameters().begin());
     return g;
   }();
   for (int r = 0; r < size; ++r) {
@@ -133,10 +128,10 @@ void check_tp_model(const LlamaWeights& base, LoraAdapter adapter, int size, dou
     EXPECT_NEAR(got.loss, whole.loss, kTolerance * std::fabs(whole.loss)) << "rank " << r;
     expect_close(got.logits, whole.logits, "logits of rank " + std::to_string(r));
     const LoraAdapter want = slice_adapter_for_tp(want_grads, r, size);
-    for (size_t layer = 0; layer < want.layers.size(); ++layer) {
+    for (size_t layer = 0; layer < want.layers().size(); ++layer) {
       for (LoraTarget target : kAllLoraTargets) {
-        const auto& w = want.layers[layer][static_cast<size_t>(target)];
-        const auto& g = got.adapter.layers[layer][static_cast<size_t>(target)];
+        const auto& w = want.layers()[layer][static_cast<size_t>(target)];
+        const auto& g = got.adapter.layers()[layer][static_cast<size_t>(target)];
         ASSERT_EQ(w.has_value(), g.has_value());
         if (!w) continue;
         const std::string name = "rank " + std::to_string(r) + " " +
@@ -196,7 +191,7 @@ TEST(TensorParallel, SplitLmHeadCombinesTheLossAndGathersTheLogits) {
   LoraAdapter adapter = lora_init(base.config, lora, 3);
   // B starts at zero; give it values so that every LoRA path carries a gradient to A.
   uint32_t state = 1;
-  for (auto& layer : adapter.layers) {
+  for (auto& layer : adapter.layers()) {
     for (auto& m : layer) {
       for (float& b : m->b) {
         state = state * 1664525u + 1013904223u;
@@ -228,8 +223,8 @@ TEST(TensorParallel, SlicedAdapterShardsJoinBackToTheWhole) {
     const auto parsed = parse_lora_tensor_name(shards.tensors()[i].name);
     ASSERT_TRUE(parsed.has_value());
     const auto& m =
-        adapter.layers[static_cast<size_t>(parsed->layer)][static_cast<size_t>(parsed->target)];
-    const std::vector<float>& want = parsed->part == LoraPart::A ? m->a : m->b;
+        adapter.layers()[static_cast<size_t>(parsed->layer)][static_cast<size_t>(parsed->target)];
+    const std::span<const float> want = parsed->part == LoraPart::A ? m->a : m->b;
     const auto bytes = shards.read(i, scratch);
     ASSERT_EQ(bytes.size(), want.size() * sizeof(float));
     EXPECT_EQ(std::memcmp(bytes.data(), want.data(), bytes.size()), 0) << shards.tensors()[i].name;

@@ -38,7 +38,7 @@ LoraAdapter random_adapter(uint64_t seed) {
   LoraAdapter adapter = lora_init(model_config(), lora, seed);
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::normal_distribution<float> normal(0.0f, 0.1f);
-  for (auto& layer : adapter.layers) {
+  for (auto& layer : adapter.layers()) {
     for (auto& matrix : layer) {
       if (matrix) {
         for (float& value : matrix->b) value = normal(rng);
@@ -103,8 +103,8 @@ TEST_P(ConsolidateTp, ShardsJoinToTheUnshardedAdapterBitForBit) {
             read_file(tmp / "reference" / "adapter_config.json"));
   // And our peft loader takes it for this model.
   const LoraAdapter loaded = load_peft_adapter(tmp / "adapter", model_config());
-  EXPECT_EQ(loaded.layers[1][static_cast<size_t>(LoraTarget::Down)]->a,
-            adapter.layers[1][static_cast<size_t>(LoraTarget::Down)]->a);
+  EXPECT_EQ(test::values_of(loaded.layers()[1][static_cast<size_t>(LoraTarget::Down)]->a),
+            test::values_of(adapter.layers()[1][static_cast<size_t>(LoraTarget::Down)]->a));
 }
 
 INSTANTIATE_TEST_SUITE_P(TwoAndFourWay, ConsolidateTp, ::testing::Values(int64_t{2}, int64_t{4}));
@@ -118,8 +118,8 @@ TEST(AdapterShards, EachShardHoldsItsSliceAndSaysHowItIsSplit) {
   EXPECT_EQ(shard.metadata().at("tp_size"), "4");
   EXPECT_EQ(shard.metadata().at("format"), "pt");
 
-  const LoraMatrix& q = *adapter.layers[0][static_cast<size_t>(LoraTarget::Q)];
-  const LoraMatrix& o = *adapter.layers[0][static_cast<size_t>(LoraTarget::O)];
+  const LoraMatrix& q = *adapter.layers()[0][static_cast<size_t>(LoraTarget::Q)];
+  const LoraMatrix& o = *adapter.layers()[0][static_cast<size_t>(LoraTarget::O)];
   const auto read = [&](const std::string& name) {
     const TensorInfo& info = *shard.find(name);
     std::vector<float> values(static_cast<size_t>(info.numel()));
@@ -131,7 +131,7 @@ TEST(AdapterShards, EachShardHoldsItsSliceAndSaysHowItIsSplit) {
   const std::string q_b = lora_tensor_name(0, LoraTarget::Q, LoraPart::B);
   EXPECT_EQ(shard.metadata().at("tp_split." + q_a), "none");
   EXPECT_EQ(shard.metadata().at("tp_split." + q_b), "0");
-  EXPECT_EQ(read(q_a).second, q.a);
+  EXPECT_EQ(read(q_a).second, test::values_of(q.a));
   const auto [q_b_shape, q_b_values] = read(q_b);
   EXPECT_EQ(q_b_shape, (std::vector<int64_t>{16, 4}));
   EXPECT_EQ(q_b_values, std::vector<float>(q.b.begin() + 16 * 4, q.b.begin() + 32 * 4));
@@ -148,7 +148,7 @@ TEST(AdapterShards, EachShardHoldsItsSliceAndSaysHowItIsSplit) {
                 o.a[static_cast<size_t>(row * 64 + 16 + col)]);
     }
   }
-  EXPECT_EQ(read(o_b).second, o.b);
+  EXPECT_EQ(read(o_b).second, test::values_of(o.b));
 }
 
 TEST(AdapterShards, SplitThatDoesNotDivideIsRefusedBeforeWriting) {
@@ -217,7 +217,7 @@ TEST_F(ConsolidateBadInput, MissingShard) {
 TEST_F(ConsolidateBadInput, ReplicatedTensorsDisagree) {
   // Rank 3 saved from an adapter whose layer-1 q_proj A (replicated) differs in one value.
   LoraAdapter other = random_adapter(11);
-  other.layers[1][static_cast<size_t>(LoraTarget::Q)]->a[5] += 1e-3f;
+  other.layers()[1][static_cast<size_t>(LoraTarget::Q)]->a[5] += 1e-3f;
   save_adapter_tp_shard(checkpoint(), other, 3, 4);
   const std::string message = consolidate_error();
   EXPECT_TRUE(contains(message, lora_tensor_name(1, LoraTarget::Q, LoraPart::A))) << message;

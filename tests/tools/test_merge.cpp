@@ -205,9 +205,9 @@ TEST(Merge, Bf16BaseRoundsWPlusFp32DeltaOnce) {
 
   size_t elements = 0, changed = 0, mismatches = 0, peft_double_rounding_differs = 0;
   double max_peft_ulps = 0;
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+  for (size_t layer = 0; layer < adapter.layers().size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      const LoraMatrix& m = *adapter.layers[layer][static_cast<size_t>(target)];
+      const LoraMatrix& m = *adapter.layers()[layer][static_cast<size_t>(target)];
       const std::string name = std::string("model.layers.") + std::to_string(layer) + "." +
                                std::string(lora_target_block(target)) + "." +
                                std::string(lora_target_name(target)) + ".weight";

@@ -31,7 +31,7 @@ void take_two_steps(LoraAdapter& adapter, LoraOptimizer& optimizer) {
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int step = 0; step < 2; ++step) {
-    for (auto& layer : adapter.layers) {
+    for (auto& layer : adapter.layers()) {
       for (auto& matrix : layer) {
         if (!matrix) continue;
         for (float& g : matrix->grad_a) g = normal(rng);
@@ -100,20 +100,20 @@ TEST(Checkpoint, RoundTripIsExact) {
 
   const LoadedCheckpoint loaded = load_checkpoint(saved.dir, test::small_llama_config());
   EXPECT_EQ(loaded.optimizer_steps, 2);
-  ASSERT_EQ(loaded.adapter.layers.size(), saved.adapter.layers.size());
-  for (size_t layer = 0; layer < saved.adapter.layers.size(); ++layer) {
+  ASSERT_EQ(loaded.adapter.layers().size(), saved.adapter.layers().size());
+  for (size_t layer = 0; layer < saved.adapter.layers().size(); ++layer) {
     for (size_t t = 0; t < kLoraTargetCount; ++t) {
-      const auto& want = saved.adapter.layers[layer][t];
-      const auto& got = loaded.adapter.layers[layer][t];
+      const auto& want = saved.adapter.layers()[layer][t];
+      const auto& got = loaded.adapter.layers()[layer][t];
       ASSERT_EQ(want.has_value(), got.has_value());
       if (!want) continue;
-      EXPECT_EQ(want->a, got->a);
-      EXPECT_EQ(want->b, got->b);
+      EXPECT_EQ(test::values_of(want->a), test::values_of(got->a));
+      EXPECT_EQ(test::values_of(want->b), test::values_of(got->b));
     }
   }
   EXPECT_EQ(loaded.adapter.config.dropout, 0.05);
-  EXPECT_EQ(loaded.exp_avg, saved.optimizer->exp_avg());
-  EXPECT_EQ(loaded.exp_avg_sq, saved.optimizer->exp_avg_sq());
+  EXPECT_EQ(loaded.exp_avg, test::values_of(saved.optimizer->exp_avg()));
+  EXPECT_EQ(loaded.exp_avg_sq, test::values_of(saved.optimizer->exp_avg_sq()));
 
   const TrainerState want = sample_state();
   const TrainerState& got = loaded.state;
@@ -136,7 +136,9 @@ TEST(Checkpoint, RoundTripIsExact) {
   LoraOptimizer optimizer(fresh, OptimizerSettings{});
   restore_optimizer(optimizer, loaded);
   EXPECT_EQ(optimizer.steps_taken(), 2);
-  EXPECT_EQ(optimizer.exp_avg(), saved.optimizer->exp_avg());
+  EXPECT_EQ(test::values_of(optimizer.exp_avg()), test::values_of(saved.optimizer->exp_avg()));
+  EXPECT_EQ(test::values_of(optimizer.exp_avg_sq()),
+            test::values_of(saved.optimizer->exp_avg_sq()));
 }
 
 TEST(Checkpoint, DamagedCheckpointsNameTheFile) {

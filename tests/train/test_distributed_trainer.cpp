@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <span>
 #include <thread>
 
 #include "model/adapter_shards.h"
@@ -106,10 +107,10 @@ void check_same_run(int tp, int dp) {
       expect_relative(run.result.evals[e].second, want.evals[e].second, "eval loss");
     }
     const LoraAdapter expected = slice_adapter_for_tp(reference, run.tp_rank, tp);
-    for (size_t layer = 0; layer < expected.layers.size(); ++layer) {
+    for (size_t layer = 0; layer < expected.layers().size(); ++layer) {
       for (size_t t = 0; t < kLoraTargetCount; ++t) {
-        const auto& w = expected.layers[layer][t];
-        const auto& g = run.adapter.layers[layer][t];
+        const auto& w = expected.layers()[layer][t];
+        const auto& g = run.adapter.layers()[layer][t];
         ASSERT_TRUE(w && g);
         ASSERT_EQ(g->a.size(), w->a.size());
         ASSERT_EQ(g->b.size(), w->b.size());
@@ -215,8 +216,8 @@ TEST(DistributedTrainer, ConsolidatedShardsEqualTheSingleProcessAdapter) {
     const auto name = parse_lora_tensor_name(shards.tensors()[i].name);
     ASSERT_TRUE(name.has_value());
     const auto& m =
-        reference.layers[static_cast<size_t>(name->layer)][static_cast<size_t>(name->target)];
-    const std::vector<float>& want = name->part == LoraPart::A ? m->a : m->b;
+        reference.layers()[static_cast<size_t>(name->layer)][static_cast<size_t>(name->target)];
+    const std::span<const float> want = name->part == LoraPart::A ? m->a : m->b;
     const auto bytes = shards.read(i, scratch);
     ASSERT_EQ(bytes.size(), want.size() * sizeof(float));
     const auto* got = reinterpret_cast<const float*>(bytes.data());

@@ -92,9 +92,9 @@ TEST(TrainingParity, TwentyStepsMatchHfTrainer) {
   const SafetensorsModel final_weights =
       SafetensorsModel::open(dir / "adapter_step20", "adapter_model.safetensors");
   double worst = 0;
-  for (size_t layer = 0; layer < adapter.layers.size(); ++layer) {
+  for (size_t layer = 0; layer < adapter.layers().size(); ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      const auto& matrix = adapter.layers[layer][static_cast<size_t>(target)];
+      const auto& matrix = adapter.layers()[layer][static_cast<size_t>(target)];
       if (!matrix) continue;
       for (LoraPart which : kLoraParts) {
         const auto reference =

@@ -18,6 +18,7 @@ namespace ll::cpu {
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
+  MemorySpace memory_space() const override { return MemorySpace::Host; }
 
   float* allocate(int64_t count) override;
   void release(float* data) override;
