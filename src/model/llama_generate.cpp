@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "model/llama_block.h"
 
 namespace ll {
 
@@ -65,95 +66,54 @@ KvCache LlamaGenerator::new_cache(int64_t capacity) const {
   return cache;
 }
 
-// y[N, out] (+)= x·Wᵀ, then += scale·(x·Aᵀ)·Bᵀ when `target` carries an adapter (no dropout).
-void LlamaGenerator::project(int64_t layer, LoraTarget target, WeightView weight, const float* in,
-                             int64_t in_features, float* y, int64_t out_features,
-                             Accumulate accumulate) {
-  Backend& be = backend_;
-  const int64_t n = rows_;
-  be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
-  if (!adapter_) return;
-  const auto& lora = adapter_->layers()[static_cast<size_t>(layer)][static_cast<size_t>(target)];
-  if (!lora) return;
-  const int64_t r = adapter_->config.r;
-  lora_u_.resize(be, n * r);  // [N, r] u = x·Aᵀ
-  be.gemm(Transpose::No, Transpose::Yes, n, r, in_features, 1.0f, in, in_features, lora->a.data(),
-          in_features, 0.0f, lora_u_.data(), r);
-  be.gemm(Transpose::No, Transpose::Yes, n, out_features, r,
-          static_cast<float>(adapter_->config.scale()), lora_u_.data(), r, lora->b.data(), r, 1.0f,
-          y, out_features);
-}
+namespace {
 
-// out[m, heads*head_dim] for one sequence's new rows, against its cache (which already holds
-// their keys and values). From an empty cache this is the training kernel on the prompt.
-void LlamaGenerator::attend(const SequenceStep& step, int64_t layer, const float* q, float* out) {
-  const LlamaConfig& c = base_.config;
-  const KvCache& cache = *step.cache;
-  const auto m = static_cast<int64_t>(step.tokens.size());
-  const float* k = cache.k[static_cast<size_t>(layer)].data();  // [length + m, kv_width]
-  const float* v = cache.v[static_cast<size_t>(layer)].data();
-  if (cache.length == 0) {
-    lse_.resize(backend_, c.num_attention_heads * m);
-    const int32_t cu_seqlens[2] = {0, static_cast<int32_t>(m)};  // the prompt: one document
-    backend_.attention_forward(out, lse_.data(), q, k, v,
-                               {m, c.num_attention_heads, c.num_key_value_heads, c.head_dim},
-                               cu_seqlens);
-  } else {
-    backend_.attention_decode(
-        out, q, k, v, {m, cache.length, c.num_attention_heads, c.num_key_value_heads, c.head_dim});
+// Generation's attention: each sequence stores its new keys and values after its cached
+// ones, then attends to all of them (from an empty cache: the training kernel on the prompt;
+// else the decode kernel).
+class CachedAttention final : public BlockAttention {
+ public:
+  CachedAttention(Backend& backend, const LlamaConfig& config, std::span<const SequenceStep> steps)
+      : backend_(backend), config_(config), steps_(steps) {}
+
+  void attend(int64_t layer, const float* q, const float* k, const float* v, float* out,
+              Buffer& lse) override {
+    const LlamaConfig& c = config_;
+    const int64_t q_out = c.num_attention_heads * c.head_dim;
+    const int64_t kv_out = c.num_key_value_heads * c.head_dim;
+    const auto index = static_cast<size_t>(layer);
+    int64_t row0 = 0;
+    for (const SequenceStep& step : steps_) {
+      KvCache& cache = *step.cache;
+      const auto m = static_cast<int64_t>(step.tokens.size());
+      float* k_cache = cache.k[index].data();  // [length + m, kv_width]
+      float* v_cache = cache.v[index].data();
+      backend_.copy(k_cache + cache.length * kv_out, k + row0 * kv_out, m * kv_out);
+      backend_.copy(v_cache + cache.length * kv_out, v + row0 * kv_out, m * kv_out);
+      const float* q_rows = q + row0 * q_out;
+      float* out_rows = out + row0 * q_out;
+      if (cache.length == 0) {
+        lse.resize(backend_, c.num_attention_heads * m);
+        const int32_t cu_seqlens[2] = {0, static_cast<int32_t>(m)};  // the prompt: one document
+        backend_.attention_forward(out_rows, lse.data(), q_rows, k_cache, v_cache,
+                                   {m, c.num_attention_heads, c.num_key_value_heads, c.head_dim},
+                                   cu_seqlens);
+      } else {
+        backend_.attention_decode(
+            out_rows, q_rows, k_cache, v_cache,
+            {m, cache.length, c.num_attention_heads, c.num_key_value_heads, c.head_dim});
+      }
+      row0 += m;
+    }
   }
-}
 
-void LlamaGenerator::layer_forward(int64_t layer, std::span<const SequenceStep> steps) {
-  const LlamaConfig& c = base_.config;
-  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
-  Backend& be = backend_;
-  const int64_t n = rows_;
-  const int64_t hidden = c.hidden_size;
-  const int64_t q_out = c.num_attention_heads * c.head_dim;
-  const int64_t kv_out = c.num_key_value_heads * c.head_dim;
-  const int64_t inter = c.intermediate_size;
+ private:
+  Backend& backend_;
+  const LlamaConfig& config_;
+  std::span<const SequenceStep> steps_;
+};
 
-  xn_.resize(be, n * hidden);
-  rstd_.resize(be, n);
-  be.rmsnorm_forward(xn_.data(), rstd_.data(), x_.data(), w.input_layernorm, n, hidden,
-                     c.rms_norm_eps);
-  q_.resize(be, n * q_out);
-  k_.resize(be, n * kv_out);
-  v_.resize(be, n * kv_out);
-  project(layer, LoraTarget::Q, w.q_proj, xn_.data(), hidden, q_.data(), q_out, Accumulate::No);
-  project(layer, LoraTarget::K, w.k_proj, xn_.data(), hidden, k_.data(), kv_out, Accumulate::No);
-  project(layer, LoraTarget::V, w.v_proj, xn_.data(), hidden, v_.data(), kv_out, Accumulate::No);
-  be.rope_forward(q_.data(), q_.data(), positions_.data(), n, c.num_attention_heads, rope_);
-  be.rope_forward(k_.data(), k_.data(), positions_.data(), n, c.num_key_value_heads, rope_);
-
-  // Each sequence: store its new keys/values after its cached ones, then attend.
-  attn_.resize(be, n * q_out);
-  int64_t row0 = 0;
-  for (const SequenceStep& step : steps) {
-    KvCache& cache = *step.cache;
-    const auto m = static_cast<int64_t>(step.tokens.size());
-    be.copy(cache.k[static_cast<size_t>(layer)].data() + cache.length * kv_out,
-            k_.data() + row0 * kv_out, m * kv_out);
-    be.copy(cache.v[static_cast<size_t>(layer)].data() + cache.length * kv_out,
-            v_.data() + row0 * kv_out, m * kv_out);
-    attend(step, layer, q_.data() + row0 * q_out, attn_.data() + row0 * q_out);
-    row0 += m;
-  }
-  project(layer, LoraTarget::O, w.o_proj, attn_.data(), q_out, x_.data(), hidden,
-          Accumulate::Yes);  // x = x + attn·W_oᵀ (the residual)
-
-  be.rmsnorm_forward(xn_.data(), rstd_.data(), x_.data(), w.post_attention_layernorm, n, hidden,
-                     c.rms_norm_eps);
-  gate_.resize(be, n * inter);
-  up_.resize(be, n * inter);
-  project(layer, LoraTarget::Gate, w.gate_proj, xn_.data(), hidden, gate_.data(), inter,
-          Accumulate::No);
-  project(layer, LoraTarget::Up, w.up_proj, xn_.data(), hidden, up_.data(), inter, Accumulate::No);
-  be.swiglu_forward(gate_.data(), gate_.data(), up_.data(), n * inter);  // h in gate_
-  project(layer, LoraTarget::Down, w.down_proj, gate_.data(), inter, x_.data(), hidden,
-          Accumulate::Yes);  // x = x + h·W_downᵀ
-}
+}  // namespace
 
 std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
   const LlamaConfig& c = base_.config;
@@ -198,24 +158,30 @@ std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
   x_.resize(be, rows_ * c.hidden_size);
   be.embedding_forward(x_.data(), ids_.data(), weights_->embed_tokens, rows_, c.vocab_size,
                        c.hidden_size);
-  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) layer_forward(layer, steps);
+  const BlockContext context{be,      base_.config, adapter_,          0.0,   {},
+                             nullptr, rows_,        positions_.data(), &rope_};  // Eval: no dropout
+  CachedAttention attention(be, c, steps);
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    llama_block_forward(context, layer, weights_->layers[static_cast<size_t>(layer)], x_.data(),
+                        x_.data(), block_, attention);
+  }
   for (const SequenceStep& step : steps) {
     step.cache->length += static_cast<int64_t>(step.tokens.size());
   }
 
   // Final norm and LM head of each sequence's last new row only. In a decode step (one new
-  // token per sequence) those are all the rows of x_; otherwise they are gathered into xn_
-  // (free after the last layer).
+  // token per sequence) those are all the rows of x_; otherwise they are gathered into the
+  // block's xn1 (free after the last layer).
   const auto n_seq = static_cast<int64_t>(steps.size());
   const float* last_in = x_.data();  // [S, hidden]
   if (rows_ != n_seq) {
     int64_t row_end = 0;
     for (int64_t s = 0; s < n_seq; ++s) {
       row_end += static_cast<int64_t>(steps[static_cast<size_t>(s)].tokens.size());
-      be.copy(xn_.data() + s * c.hidden_size, x_.data() + (row_end - 1) * c.hidden_size,
+      be.copy(block_.xn1.data() + s * c.hidden_size, x_.data() + (row_end - 1) * c.hidden_size,
               c.hidden_size);
     }
-    last_in = xn_.data();
+    last_in = block_.xn1.data();
   }
   last_.resize(be, n_seq * c.hidden_size);  // [S, hidden] after the final norm
   last_rstd_.resize(be, n_seq);

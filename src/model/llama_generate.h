@@ -31,6 +31,7 @@
 
 #include "backend/backend.h"
 #include "core/file.h"
+#include "model/llama_block.h"
 #include "model/llama_weights.h"
 #include "model/lora.h"
 #include "model/sampling.h"
@@ -71,10 +72,6 @@ class LlamaGenerator {
   std::vector<float> extend(std::span<const SequenceStep> steps);
 
  private:
-  void layer_forward(int64_t layer, std::span<const SequenceStep> steps);
-  void project(int64_t layer, LoraTarget target, WeightView weight, const float* in,
-               int64_t in_features, float* y, int64_t out_features, Accumulate accumulate);
-  void attend(const SequenceStep& step, int64_t layer, const float* q, float* out);
   void reserve_positions(KvCache& cache, int64_t needed) const;
 
   const LlamaWeights& base_;
@@ -90,16 +87,7 @@ class LlamaGenerator {
   std::vector<int64_t> last_rows_;           // host [S] 0 .. S-1 (rows of last_ for the LM head)
   std::vector<const KvCache*> seen_caches_;  // host [S] to reject a cache given twice
   Buffer x_;                                 // [N, hidden] residual stream
-  Buffer xn_;                                // [N, hidden] normed input of a block
-  Buffer rstd_;                              // [N]
-  Buffer q_;                                 // [N, heads*head_dim] after RoPE
-  Buffer k_;                                 // [N, kv_heads*head_dim] after RoPE
-  Buffer v_;                                 // [N, kv_heads*head_dim]
-  Buffer attn_;                              // [N, heads*head_dim]
-  Buffer lse_;                               // [heads, prompt] of a prefill (unused after)
-  Buffer gate_;                              // [N, intermediate], then silu(gate)·up
-  Buffer up_;                                // [N, intermediate]
-  Buffer lora_u_;                            // [N, r]
+  BlockActivations block_;                   // one block's buffers (model/llama_block.h)
   Buffer last_;                              // [S, hidden] last new rows, final-normed
   Buffer last_rstd_;                         // [S]
   Buffer logits_;                            // [S, vocab]

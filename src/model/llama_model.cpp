@@ -3,33 +3,15 @@
 #include "model/llama_model.h"
 
 #include <algorithm>
-#include <array>
 #include <climits>
 #include <cmath>
-#include <cstring>
 
 #include "core/error.h"
+#include "model/llama_block.h"
 
 namespace ll {
 
-struct LlamaLoraModel::Activations {
-  Buffer xn1;    // [N, hidden] input_layernorm(x)
-  Buffer rstd1;  // [N]
-  Buffer q;      // [N, heads*head_dim] after RoPE
-  Buffer k;      // [N, kv_heads*head_dim] after RoPE
-  Buffer v;      // [N, kv_heads*head_dim]
-  Buffer attn;   // [N, heads*head_dim] attention output
-  Buffer lse;    // [rows, heads, seq_len] softmax log-sum-exp
-  Buffer x_mid;  // [N, hidden] residual after attention
-  Buffer xn2;    // [N, hidden] post_attention_layernorm(x_mid)
-  Buffer rstd2;  // [N]
-  Buffer gate;   // [N, intermediate] before SiLU
-  Buffer up;     // [N, intermediate]
-  Buffer h;      // [N, intermediate] silu(gate) * up
-  // Per LoRA target: u = dropout(x)·Aᵀ [N, r], and the dropped input [N, in] (dropout > 0).
-  std::array<Buffer, kLoraTargetCount> lora_u;
-  std::array<Buffer, kLoraTargetCount> lora_x;
-};
+struct LlamaLoraModel::Activations : BlockActivations {};
 
 // The scratch memory of the backward and the loss, owned by the model and reused by every
 // call: a Buffer only reallocates when it must grow, so once the first training step has
@@ -121,60 +103,7 @@ void LlamaLoraModel::ensure_rope(const TokenBatch& batch) {
   ensure_rope_table(backend_, rope_, base_.config, max_position);
 }
 
-// A LoRA dropout mask: its key and where this rank's input sits in the whole input.
-struct DropoutMask {
-  uint64_t key = 0;
-  DropoutWindow window;
-};
-
 namespace {
-
-// y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
-// `dropout` is the probability of this forward's mode (0 in Eval).
-void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                  const float* x, float* y, int64_t n, Buffer& u, Buffer& x_dropped,
-                  const DropoutMask& mask) {
-  const int64_t r = config.r;
-  const float* input = x;
-  if (dropout > 0) {
-    x_dropped.resize(be, n * m.in);
-    be.dropout_forward(x_dropped.data(), x, n * m.in, dropout, mask.key, mask.window);
-    input = x_dropped.data();
-  }
-  u.resize(be, n * r);
-  be.gemm(Transpose::No, Transpose::Yes, n, r, m.in, 1.0f, input, m.in, m.a.data(), m.in, 0.0f,
-          u.data(), r);
-  be.gemm(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(config.scale()), u.data(),
-          r, m.b.data(), r, 1.0f, y, m.out);
-}
-
-// Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
-// dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
-void lora_backward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                   const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
-                   const Buffer& x_dropped, Buffer& du, Buffer& scratch, const DropoutMask& mask) {
-  const int64_t r = config.r;
-  const float scale = static_cast<float>(config.scale());
-  const float* input = dropout > 0 ? x_dropped.data() : x;
-  be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
-          m.grad_b.data(), r);
-  du.resize(be, n * r);  // [N, r]
-  be.gemm(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
-          du.data(), r);
-  be.gemm(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
-          m.grad_a.data(), m.in);
-  if (dropout > 0) {
-    // d dropout(x) / dx: the same mask, times 1 / (1 - p).
-    scratch.resize(be, n * m.in);
-    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
-            scratch.data(), m.in);
-    be.dropout_backward(dx, scratch.data(), n * m.in, dropout, mask.key, Accumulate::Yes,
-                        mask.window);
-  } else {
-    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
-            dx, m.in);
-  }
-}
 
 // The feature sizes every layer's buffers use, derived once from the config.
 struct LayerSizes {
@@ -233,70 +162,46 @@ DropoutMask LlamaLoraModel::dropout_mask(int64_t layer, LoraTarget target, int64
   return mask;
 }
 
+namespace {
+
+// Training's attention: one variable-length call for the whole packed micro-batch, keeping
+// the log-sum-exp for the backward.
+class PackedAttention final : public BlockAttention {
+ public:
+  PackedAttention(Backend& backend, const LlamaConfig& config, int64_t tokens,
+                  std::span<const int32_t> cu_seqlens)
+      : backend_(backend), config_(config), tokens_(tokens), cu_seqlens_(cu_seqlens) {}
+  void attend(int64_t, const float* q, const float* k, const float* v, float* out,
+              Buffer& lse) override {
+    lse.resize(backend_, config_.num_attention_heads * tokens_);
+    backend_.attention_forward(out, lse.data(), q, k, v, attention_shape(config_, tokens_),
+                               cu_seqlens_);
+  }
+
+ private:
+  Backend& backend_;
+  const LlamaConfig& config_;
+  int64_t tokens_;
+  std::span<const int32_t> cu_seqlens_;
+};
+
+}  // namespace
+
 void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const float* x,
                                    float* x_out, Activations& a) {
-  const LlamaConfig& c = base_.config;
-  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
-  const int64_t n = batch.tokens();
-  const auto [hidden, q_out, kv_out, inter] = LayerSizes::of(c);
-  const auto* lora = adapter_ ? &adapter_->layers()[static_cast<size_t>(layer)] : nullptr;
-  Backend& be = backend_;
-
-  // y = x·Wᵀ (+ LoRA of `target` when it is adapted).
-  const auto project = [&](LoraTarget target, WeightView weight, const float* in,
-                           int64_t in_features, float* y, int64_t out_features,
-                           Accumulate accumulate) {
-    be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
-    const size_t t = static_cast<size_t>(target);
-    if (lora && (*lora)[t]) {
-      lora_forward(be, *(*lora)[t], adapter_->config, lora_dropout(), in, y, n, a.lora_u[t],
-                   a.lora_x[t], dropout_mask(layer, target, (*lora)[t]->in));
-    }
-  };
-
-  a.xn1.resize(be, n * hidden);
-  a.rstd1.resize(be, n);
-  be.rmsnorm_forward(a.xn1.data(), a.rstd1.data(), x, w.input_layernorm, n, hidden, c.rms_norm_eps);
-  a.q.resize(be, n * q_out);
-  a.k.resize(be, n * kv_out);
-  a.v.resize(be, n * kv_out);
-  project(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, a.q.data(), q_out, Accumulate::No);
-  project(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, a.k.data(), kv_out, Accumulate::No);
-  project(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, a.v.data(), kv_out, Accumulate::No);
-  be.rope_forward(a.q.data(), a.q.data(), batch.positions.data(), n, c.num_attention_heads, rope_);
-  be.rope_forward(a.k.data(), a.k.data(), batch.positions.data(), n, c.num_key_value_heads, rope_);
-
-  a.attn.resize(be, n * q_out);
-  a.lse.resize(be, c.num_attention_heads * n);
-  // One call for the whole micro-batch: every row's documents, by their offsets.
-  be.attention_forward(a.attn.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(),
-                       attention_shape(c, n), cu_seqlens_);
-
-  // A row-parallel projection's output is a partial sum on each tensor-parallel rank: the
-  // residual joins on rank 0 only, then the group's sum is the whole x + a·W_oᵀ.
-  const bool residual_here = !tensor_parallel() || options_.tensor_parallel->rank() == 0;
-  a.x_mid.resize(be, n * hidden);
-  if (residual_here) be.copy(a.x_mid.data(), x, n * hidden);
-  project(LoraTarget::O, w.o_proj, a.attn.data(), q_out, a.x_mid.data(), hidden,
-          residual_here ? Accumulate::Yes : Accumulate::No);
-  tp_sum(a.x_mid.data(), n * hidden);
-
-  a.xn2.resize(be, n * hidden);
-  a.rstd2.resize(be, n);
-  be.rmsnorm_forward(a.xn2.data(), a.rstd2.data(), a.x_mid.data(), w.post_attention_layernorm, n,
-                     hidden, c.rms_norm_eps);
-  a.gate.resize(be, n * inter);
-  a.up.resize(be, n * inter);
-  a.h.resize(be, n * inter);
-  project(LoraTarget::Gate, w.gate_proj, a.xn2.data(), hidden, a.gate.data(), inter,
-          Accumulate::No);
-  project(LoraTarget::Up, w.up_proj, a.xn2.data(), hidden, a.up.data(), inter, Accumulate::No);
-  be.swiglu_forward(a.h.data(), a.gate.data(), a.up.data(), n * inter);
-
-  if (residual_here) be.copy(x_out, a.x_mid.data(), n * hidden);
-  project(LoraTarget::Down, w.down_proj, a.h.data(), inter, x_out, hidden,
-          residual_here ? Accumulate::Yes : Accumulate::No);
-  tp_sum(x_out, n * hidden);
+  const BlockContext context{
+      backend_,
+      base_.config,
+      adapter_,
+      lora_dropout(),
+      [this](int64_t l, LoraTarget target, int64_t in) { return dropout_mask(l, target, in); },
+      options_.tensor_parallel,
+      batch.tokens(),
+      batch.positions.data(),
+      &rope_};
+  PackedAttention attention(backend_, base_.config, batch.tokens(), cu_seqlens_);
+  llama_block_forward(context, layer, weights_->layers[static_cast<size_t>(layer)], x, x_out, a,
+                      attention);
 }
 
 void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out,

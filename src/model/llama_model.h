@@ -2,12 +2,9 @@
 // LoRA training needs is computed: the frozen base weights get no gradient, and the input
 // gradient flows back through every layer to reach each layer's adapters.
 //
-// Per layer (x: the residual stream, [tokens, hidden] fp32):
-//   xn1 = rmsnorm(x) ; q,k,v = xn1·Wᵀ (+ LoRA) ; q,k = rope(q,k)
-//   a = attention(q, k, v) (causal, GQA, inside each packed document)
-//   x_mid = x + a·W_oᵀ (+ LoRA) ; xn2 = rmsnorm(x_mid)
-//   h = silu(xn2·W_gateᵀ (+LoRA)) * (xn2·W_upᵀ (+LoRA)) ; x_out = x_mid + h·W_downᵀ (+ LoRA)
-// then rmsnorm, LM head and cross-entropy over chunks of tokens (never the whole logits).
+// Per layer the block of model/llama_block.h (shared with generation), its attention causal
+// and GQA inside each packed document; then rmsnorm, LM head and cross-entropy over chunks
+// of tokens (never the whole logits).
 // With gradient checkpointing only each layer's input is kept; backward recomputes the layer.
 // With tensor parallelism (ModelOptions::tensor_parallel) each rank runs its share of heads
 // and MLP columns: the o and down outputs are summed over the group in the forward, the
