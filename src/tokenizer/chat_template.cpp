@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "tokenizer/utf8.h"
 
 namespace ll {
 
@@ -357,44 +358,32 @@ bool match_pieces(const std::vector<Piece>& pattern, const std::vector<Piece>& a
 // ---------------------------------------------------------------------------------------------
 // Python's str.strip(), which Jinja's `trim` filter is: Unicode whitespace at both ends.
 
-bool is_python_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+// Python's str.isspace(): White_Space (utf8.h) and U+001C..U+001F, the information separators,
+// which Python counts as whitespace too (bidirectional class B or S).
+bool is_python_space(char32_t cp) {
+  return utf8::is_white_space(cp) || (cp >= 0x1C && cp <= 0x1F);
 }
 
-// Decodes the UTF-8 code point of `len` bytes at `s` (the text came from a JSON parser, so
-// it is valid UTF-8; a malformed sequence decodes to a non-space value).
-uint32_t decode_code_point(std::string_view s) {
-  const auto b0 = static_cast<unsigned char>(s[0]);
-  if (s.size() == 1) return b0 < 0x80 ? b0 : 0xFFFD;  // a stray byte is no space
-  uint32_t cp = s.size() == 2 ? (b0 & 0x1Fu) : s.size() == 3 ? (b0 & 0x0Fu) : (b0 & 0x07u);
-  for (size_t i = 1; i < s.size(); ++i) cp = (cp << 6) | (static_cast<unsigned char>(s[i]) & 0x3Fu);
-  return cp;
-}
-
-size_t utf8_length(unsigned char lead) {
-  return lead < 0x80           ? 1
-         : (lead >> 5) == 0x6  ? 2
-         : (lead >> 4) == 0xE  ? 3
-         : (lead >> 3) == 0x1E ? 4
-                               : 1;
+// Whether the `length` bytes at text[pos] are one whitespace code point; `length` comes from
+// utf8::sequence_length or last_sequence_length, 0 for ill-formed bytes. The text came from a
+// JSON parser, so it is valid UTF-8; were it not, ill-formed bytes would be no space, and
+// stripping would stop at them.
+bool is_python_space_at(std::string_view text, size_t pos, size_t length) {
+  return length > 0 && is_python_space(utf8::decode_at(text, pos, length));
 }
 
 std::string_view python_strip(std::string_view text) {
   size_t begin = 0;
   while (begin < text.size()) {
-    const size_t len =
-        std::min(utf8_length(static_cast<unsigned char>(text[begin])), text.size() - begin);
-    if (!is_python_space(decode_code_point(text.substr(begin, len)))) break;
-    begin += len;
+    const size_t length = utf8::sequence_length(text, begin);
+    if (!is_python_space_at(text, begin, length)) break;
+    begin += length;
   }
   size_t end = text.size();
-  while (end > begin) {
-    size_t start = end - 1;  // back to the lead byte of the last code point
-    while (start > begin && (static_cast<unsigned char>(text[start]) & 0xC0u) == 0x80u) --start;
-    if (!is_python_space(decode_code_point(text.substr(start, end - start)))) break;
-    end = start;
+  while (end > begin) {  // code points from the end, never back into the stripped start
+    const size_t length = utf8::last_sequence_length(text.substr(begin, end - begin));
+    if (!is_python_space_at(text, end - length, length)) break;
+    end -= length;
   }
   return text.substr(begin, end - begin);
 }

@@ -49,6 +49,18 @@ size_t sequence_length(std::string_view text, size_t pos) {
   return check_sequence(text, pos, subpart);
 }
 
+size_t last_sequence_length(std::string_view text) {
+  // The lead byte is the last byte before the end that is no continuation byte (10xxxxxx), at
+  // most 4 back; the sequence it starts must end exactly at the end.
+  for (size_t length = 1; length <= 4 && length <= text.size(); ++length) {
+    const size_t start = text.size() - length;
+    if ((static_cast<uint8_t>(text[start]) & 0xC0) != 0x80) {
+      return sequence_length(text, start) == length ? length : 0;
+    }
+  }
+  return 0;
+}
+
 size_t valid_prefix_length(std::string_view text) {
   size_t pos = 0;
   const size_t n = text.size();

@@ -14,6 +14,11 @@ namespace ll::utf8 {
 // there are not one (stray continuation byte, overlong form, surrogate, > U+10FFFF, truncated).
 size_t sequence_length(std::string_view text, size_t pos);
 
+// Length (1-4) of the well-formed UTF-8 sequence that `text` ends with, or 0 when its last
+// bytes are not one (empty, a stray continuation byte, a truncated or ill-formed sequence):
+// sequence_length read backwards.
+size_t last_sequence_length(std::string_view text);
+
 // Number of leading bytes of `text` that form valid UTF-8.
 size_t valid_prefix_length(std::string_view text);
 

@@ -146,6 +146,23 @@ TEST(ChatTemplate, AssistantRangesCoverTheRenderedContentAndEndOfTurn) {
   EXPECT_EQ(c.text.substr(c.assistant_ranges[1].end), "\n<|im_start|>assistant\n");
 }
 
+// Llama-3's `trim` is Python's str.strip(): whitespace is what str.isspace() says, which also
+// counts U+001C..U+001F. Bytes that are not UTF-8 are no space (what CPython strips after
+// decoding with errors="replace": b" \xc0\xa0Hi\xc2\xa0\xe2\x80  ".decode("utf-8", "replace")
+// .strip() == "\ufffd\ufffdHi\xa0\ufffd"), even where a lax decoder would read one: \xC0\xA0
+// is an overlong U+0020.
+TEST(ChatTemplate, TrimStripsPythonWhitespaceAndStopsAtIllFormedBytes) {
+  const ChatTemplate llama3 = ChatTemplate::from_tokenizer_config(
+      config_with(chat_template_source(ChatTemplateKind::Llama3)), "llama3");
+  const std::vector<ChatMessage> messages = {
+      {"assistant", " \x1C\xC2\x85x\x1F\xE2\x80\xA8"},  // U+001C, U+0085, x, U+001F, U+2028
+      {"assistant", " \xC0\xA0Hi\xC2\xA0\xE2\x80  "}};
+  const RenderedChat l = llama3.render(messages, GenerationPrompt::Omit);
+  ASSERT_EQ(l.assistant_ranges.size(), 2u);
+  EXPECT_EQ(slice(l, 0), "x<|eot_id|>");
+  EXPECT_EQ(slice(l, 1), "\xC0\xA0Hi\xC2\xA0\xE2\x80<|eot_id|>");
+}
+
 TEST(ChatTemplate, NamedTemplatesAndAddedTokenObjects) {
   nlohmann::json config = {
       {"chat_template",

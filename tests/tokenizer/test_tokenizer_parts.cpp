@@ -30,6 +30,41 @@ TEST(Utf8, ValidPrefix) {
   EXPECT_EQ(utf8::invalid_run_length("\x80\x81z", 0), 2u);
 }
 
+TEST(Utf8, LastSequenceLength) {
+  EXPECT_EQ(utf8::last_sequence_length(""), 0u);
+  EXPECT_EQ(utf8::last_sequence_length("ab"), 1u);
+  EXPECT_EQ(utf8::last_sequence_length("caf\xC3\xA9"), 2u);
+  EXPECT_EQ(utf8::last_sequence_length("\xE3\x80\x80"), 3u);       // U+3000
+  EXPECT_EQ(utf8::last_sequence_length("x\xF0\x9F\xA6\x99"), 4u);  // U+1F999
+  EXPECT_EQ(utf8::last_sequence_length("ab\xC3"), 0u);             // truncated
+  EXPECT_EQ(utf8::last_sequence_length("\xE3\x80"), 0u);           // truncated
+  EXPECT_EQ(utf8::last_sequence_length("a\xA9"), 0u);              // stray continuation byte
+  EXPECT_EQ(utf8::last_sequence_length("\xE3\x80\x80\x80"), 0u);   // one continuation too many
+  EXPECT_EQ(utf8::last_sequence_length("a\x80\x80\x80\x80"), 0u);  // no lead byte 4 back
+  EXPECT_EQ(utf8::last_sequence_length("ab\xC0\xAF"), 0u);         // overlong '/'
+  EXPECT_EQ(utf8::last_sequence_length("ab\xED\xA0\x80"), 0u);     // surrogate U+D800
+  EXPECT_EQ(utf8::last_sequence_length("\xF4\x90\x80\x80"), 0u);   // above U+10FFFF
+
+  // Walking a valid text backwards finds the code points that sequence_length finds forwards.
+  std::mt19937 rng(7);
+  const char32_t code_points[] = {U'a', 0x7F, 0x80, 0x7FF, 0x800, 0xFFFF, 0x10000, 0x10FFFF};
+  for (int trial = 0; trial < 200; ++trial) {
+    std::string text;
+    for (int i = 0; i < 12; ++i) utf8::append(text, code_points[rng() % std::size(code_points)]);
+    std::vector<size_t> forward;
+    for (size_t pos = 0; pos < text.size(); pos += forward.back()) {
+      forward.push_back(utf8::sequence_length(text, pos));
+      ASSERT_GT(forward.back(), 0u);
+    }
+    std::vector<size_t> backward;
+    for (size_t end = text.size(); end > 0; end -= backward.back()) {
+      backward.push_back(utf8::last_sequence_length(std::string_view(text).substr(0, end)));
+      ASSERT_GT(backward.back(), 0u);
+    }
+    EXPECT_EQ(std::vector<size_t>(backward.rbegin(), backward.rend()), forward);
+  }
+}
+
 TEST(Utf8, LossyRepairMatchesRust) {
   // The example in Rust's String::from_utf8_lossy documentation.
   EXPECT_EQ(utf8::repair_lossy("Hello \xF0\x90\x80World"), "Hello \xEF\xBF\xBDWorld");

@@ -47,8 +47,8 @@ void linear_backward_input(T* dx, const T* dy, WeightView w, int64_t tokens, int
 // and each element of B serves every row of A while it is in a register, so each weight byte is
 // read from memory once per call. It applies to linear_forward and linear_backward_input, and to
 // gemm with op(A) = A and op(B) = Bᵀ, or with op(B) = B (any op(A)). Its sums run in another
-// order than the packed path's (see gemm.cpp): the two agree within fp32 rounding, not bit for
-// bit. Each output element still has one summation order, whatever the thread count or the
+// order than the packed path's (see gemm_few_rows.cpp): the two agree within fp32 rounding, not bit
+// for bit. Each output element still has one summation order, whatever the thread count or the
 // number of rows. 16 by measurement (bench_gemm --mode decode, smol-135m shapes, bf16 weights
 // streamed from DRAM, 2 Zen 5 cores): with 1-16 rows the few-rows path is 1.8-13x faster than
 // the packed one, and it stayed ahead up to 256 rows on these narrow layers; the limit keeps the
