@@ -12,6 +12,7 @@
 #include "model/peft_adapter.h"
 #include "model/tensor_parallel.h"
 #include "train/batches.h"
+#include "train/run_policy.h"
 
 namespace ll {
 namespace {
@@ -43,6 +44,21 @@ void clear_previous_run(const fs::path& dir) {
     fs::remove(dir / file, ec);
   }
   for (const std::string& shard : list_adapter_tp_shards(dir)) fs::remove(dir / shard, ec);
+}
+
+StepPlanSettings plan_settings(const TrainingArgs& args, uint64_t sequences, int64_t dp_rank,
+                               int64_t dp_size, uint64_t shuffle_seed) {
+  StepPlanSettings settings;
+  settings.sequences = sequences;
+  settings.batch_rows = args.per_device_train_batch_size;
+  settings.accumulation = args.gradient_accumulation_steps;
+  settings.dp_rank = dp_rank;
+  settings.dp_size = dp_size;
+  settings.drop_last = args.dataloader_drop_last;
+  settings.max_steps = args.max_steps;
+  settings.epochs = args.num_train_epochs;
+  settings.shuffle_seed = shuffle_seed;
+  return settings;
 }
 
 bool same_lora(const LoraConfig& a, const LoraConfig& b) {
@@ -90,6 +106,7 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
       train_(train),
       eval_(eval),
       options_(std::move(options)),
+      plan_(plan_settings(args_, train.size(), dp_rank(), dp_size(), args.seed)),
       schedule_(parse_lr_schedule(args.lr_scheduler_type)),
       progress_(options_.progress) {
   const LlamaConfig& config = base_.config;
@@ -102,29 +119,11 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
         "--max_seq_length " + std::to_string(args_.max_seq_length) +
             " is above the model's max_position_embeddings (" +
             std::to_string(config.max_position_embeddings) + ")");
-  check(train_.size() > 0, kOrigin, "no usable rows: the train split has no packed sequence");
-  check(args_.per_device_train_batch_size >= 1 && args_.gradient_accumulation_steps >= 1 &&
-            args_.per_device_eval_batch_size >= 1,
-        kOrigin, "batch sizes and gradient_accumulation_steps must be at least 1");
+  check(args_.per_device_eval_batch_size >= 1, kOrigin,
+        "batch sizes and gradient_accumulation_steps must be at least 1");
   const LoraConfig lora = lora_config_from_args(args_);
-
-  rows_per_step_ =
-      args_.per_device_train_batch_size * args_.gradient_accumulation_steps * dp_size();
-  const auto sequences = static_cast<int64_t>(train_.size());
-  const int64_t steps_per_epoch = args_.dataloader_drop_last
-                                      ? sequences / rows_per_step_
-                                      : (sequences + rows_per_step_ - 1) / rows_per_step_;
-  check(steps_per_epoch > 0, kOrigin,
-        "the train split has " + std::to_string(sequences) +
-            " sequences, fewer than one step takes (batch x accumulation = " +
-            std::to_string(rows_per_step_) +
-            ", times the data-parallel ranks) with "
-            "--dataloader_drop_last");
-  const int64_t total_steps =
-      args_.max_steps > 0 ? args_.max_steps
-                          : static_cast<int64_t>(std::ceil(args_.num_train_epochs *
-                                                           static_cast<double>(steps_per_epoch)));
-  check(total_steps > 0, kOrigin, "nothing to train: set --max_steps or --num_train_epochs > 0");
+  const int64_t steps_per_epoch = plan_.steps_per_epoch();
+  const int64_t total_steps = plan_.total_steps();
   warmup_steps_ = warmup_steps_for(args_.warmup_steps, args_.warmup_ratio, total_steps);
 
   if (!options_.resume && !args_.resume_from_checkpoint.empty()) {
@@ -165,6 +164,7 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
     // The checkpoint's seeds win over --seed: they fix the data order and dropout masks.
     adapter_ = std::move(ckpt.adapter);
     state_ = s;
+    plan_ = StepPlan(plan_settings(args_, train_.size(), dp_rank(), dp_size(), s.shuffle_seed));
     last_checkpoint_ = ckpt.dir;
   } else {
     // Every rank draws the whole adapter from the seed and keeps its share, so any topology
@@ -204,16 +204,17 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   }
   training_args_json_ = args_.to_json();
   training_args_json_["compute_precision"] = compute_precision(base_);
-  peak_ = cpu_peak_flops();
-  if (peak_ && options_.parallel) {
+  std::optional<PeakFlops> peak = cpu_peak_flops();
+  const int world_size = options_.parallel ? options_.parallel->world->size() : 1;
+  if (peak && options_.parallel) {
     // The run's FLOPs are over every machine's cores (ranks per machine from the launcher).
-    const int machines =
-        std::max(1, options_.parallel->world->size() / processes_on_this_machine());
+    const int machines = std::max(1, world_size / processes_on_this_machine());
     if (machines > 1) {
-      peak_->flops_per_s *= machines;
-      peak_->description += " x " + std::to_string(machines) + " machines";
+      peak->flops_per_s *= machines;
+      peak->description += " x " + std::to_string(machines) + " machines";
     }
   }
+  run_log_.emplace(std::move(peak), world_size);
 }
 
 Trainer::~Trainer() = default;
@@ -238,32 +239,16 @@ void Trainer::fail_not_finite(int64_t step, const char* what, double value) cons
 
 StepRecord Trainer::run_step() {
   const int64_t step = state_.global_step;  // 0-based index of this step
-  const int64_t epoch = step / state_.steps_per_epoch;
-  if (order_epoch_ != epoch) {
-    order_ = epoch_order(train_.size(), state_.shuffle_seed, epoch);
-    order_epoch_ = epoch;
-  }
-  const uint64_t begin = static_cast<uint64_t>((step % state_.steps_per_epoch) * rows_per_step_);
-  const uint64_t end =
-      std::min<uint64_t>(train_.size(), begin + static_cast<uint64_t>(rows_per_step_));
-  const auto batch_rows = static_cast<uint64_t>(args_.per_device_train_batch_size);
-  const auto ranks = static_cast<uint64_t>(dp_size());
-
-  // Micro-batch m of data-parallel rank d: rows [(m·ranks + d)·batch, +batch) of the step.
   std::vector<TokenBatch> micro_batches;
-  std::vector<int64_t> micro_index;  // m·ranks + d: names the dropout masks
+  std::vector<int64_t> micro_index;  // names the dropout masks
   double label_tokens = 0, tokens = 0, context_sum = 0;
-  for (uint64_t m = 0; begin + m * ranks * batch_rows < end; ++m) {
-    const uint64_t first = begin + (m * ranks + static_cast<uint64_t>(dp_rank())) * batch_rows;
-    if (first >= end) break;
-    const std::span<const uint64_t> rows(order_.data() + first,
-                                         std::min<uint64_t>(end, first + batch_rows) - first);
-    micro_batches.push_back(make_token_batch(train_, rows));
-    micro_index.push_back(static_cast<int64_t>(m * ranks) + dp_rank());
+  for (const PlannedMicroBatch& micro : plan_.micro_batches(step)) {
+    micro_batches.push_back(make_token_batch(train_, micro.rows));
+    micro_index.push_back(micro.index);
     const TokenBatch& batch = micro_batches.back();
     label_tokens += static_cast<double>(batch.target_count());
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const uint32_t valid = train_.valid_tokens[rows[r]];
+    for (size_t r = 0; r < micro.rows.size(); ++r) {
+      const uint32_t valid = train_.valid_tokens[micro.rows[r]];
       tokens += valid;
       for (uint32_t t = 0; t < valid; ++t) {
         context_sum += batch.positions[r * static_cast<size_t>(batch.seq_len) + t] + 1;
@@ -297,26 +282,23 @@ StepRecord Trainer::run_step() {
   const double lr =
       scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_, state_.total_steps);
   optimizer_->step(lr);
-  const double seconds = seconds_since(start);
-  if (world) interval_comm_seconds_ += world->seconds_in_collectives() - comm_before;
+  StepCost cost;
+  cost.seconds = seconds_since(start);
+  cost.comm_seconds = world ? world->seconds_in_collectives() - comm_before : 0;
 
   ++state_.global_step;
   state_.data_epoch = state_.global_step / state_.steps_per_epoch;
   state_.data_index =
-      static_cast<uint64_t>((state_.global_step % state_.steps_per_epoch) * rows_per_step_);
+      static_cast<uint64_t>((state_.global_step % state_.steps_per_epoch) * plan_.rows_per_step());
   state_.loss_sum_since_log += loss;
   ++state_.steps_since_log;
   state_.loss_sum_total += loss;
   last_grad_norm_ = grad_norm;
 
-  interval_seconds_ += seconds;
-  interval_tokens_ += tokens;
+  cost.tokens = tokens;
   const double mean_context = tokens > 0 ? context_sum / tokens : 0;
-  interval_flops_ +=
-      tokens * lora_flops_per_token(base_.config, lora_parameter_count(), mean_context);
-  run_seconds_ += seconds;
-  ++run_steps_;
-  run_tokens_ += static_cast<int64_t>(tokens);
+  cost.flops = tokens * lora_flops_per_token(base_.config, lora_parameter_count(), mean_context);
+  run_log_->add(cost);
   return {state_.global_step, loss, grad_norm, lr};
 }
 
@@ -431,17 +413,16 @@ TrainResult Trainer::train() {
                     "; LoRA r " + std::to_string(adapter_.config.r) + ", " +
                     format_count(static_cast<uint64_t>(lora_parameter_count())) + " parameters; " +
                     compute_precision(base_) + "; MFU peak: " +
-                    (peak_ ? peak_->description : std::string("unknown (mfu reported as null)")));
+                    (run_log_->peak() ? run_log_->peak()->description
+                                      : std::string("unknown (mfu reported as null)")));
   if (resumed) {
     progress_.message("[train] resuming from " +
                       (last_checkpoint_ ? last_checkpoint_->string() : std::string("?")) +
                       " at step " + std::to_string(state_.global_step));
   }
 
-  if (!resumed) run_eval(result);  // the base model's loss, before any update
-  int64_t last_eval = state_.global_step;
-  int64_t last_save = resumed ? state_.global_step : -1;
-  const int64_t first_step = state_.global_step;
+  RunPolicy policy(args_.eval_steps, args_.save_steps, state_.global_step, resumed);
+  if (policy.eval_before_training()) run_eval(result);  // the base model's loss
   result.outcome = TrainResult::Outcome::Finished;
   while (state_.global_step < state_.total_steps) {
     if (any_rank(options_.stop_requested && options_.stop_requested())) {
@@ -458,61 +439,43 @@ TrainResult Trainer::train() {
       shown_loss = state_.loss_sum_since_log / static_cast<double>(state_.steps_since_log);
       shown_lr = scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_,
                               state_.total_steps);  // HF logs the next step's rate
-      json line = {
-          {"step", step},
-          {"epoch", state_.epoch()},
-          {"loss", shown_loss},
-          {"learning_rate", shown_lr},
-          {"grad_norm", last_grad_norm_},
-          {"tokens_per_s", interval_seconds_ > 0 ? interval_tokens_ / interval_seconds_ : 0},
-          {"mfu", nullptr},
-          {"peak_rss_bytes", peak_rss_bytes()},
-          {"elapsed_s", elapsed()}};
-      if (peak_ && interval_seconds_ > 0) {
-        line["mfu"] = interval_flops_ / (interval_seconds_ * peak_->flops_per_s);
-      }
-      if (options_.parallel && options_.parallel->world->size() > 1) {
-        line["world_size"] = options_.parallel->world->size();
-        line["comm_share"] = interval_seconds_ > 0 ? interval_comm_seconds_ / interval_seconds_ : 0;
-      }
+      json line = run_log_->take_interval();
+      line["step"] = step;
+      line["epoch"] = state_.epoch();
+      line["loss"] = shown_loss;
+      line["learning_rate"] = shown_lr;
+      line["grad_norm"] = last_grad_norm_;
+      line["peak_rss_bytes"] = peak_rss_bytes();
+      line["elapsed_s"] = elapsed();
       log_metrics(std::move(line));
       state_.loss_sum_since_log = 0;
       state_.steps_since_log = 0;
-      interval_seconds_ = interval_tokens_ = interval_flops_ = interval_comm_seconds_ = 0;
     }
-    const double eta = run_seconds_ / static_cast<double>(run_steps_) *
-                       static_cast<double>(state_.total_steps - step);
-    progress_.on_step(step, state_.total_steps, shown_loss, shown_lr,
-                      run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0, eta,
-                      log_now);
-    if (args_.eval_steps > 0 && step % args_.eval_steps == 0) {
-      run_eval(result);
-      last_eval = step;
-    }
-    if (args_.save_steps > 0 && step % args_.save_steps == 0) {
+    progress_.on_step(step, state_.total_steps, shown_loss, shown_lr, run_log_->tokens_per_s(),
+                      run_log_->eta_seconds(state_.total_steps - step), log_now);
+    if (policy.eval_after(step)) run_eval(result);
+    if (policy.save_after(step)) {
       state_.elapsed_s = elapsed();
       save(result);
-      last_save = step;
     }
   }
 
   const int64_t step = state_.global_step;
   if (result.outcome == TrainResult::Outcome::Finished) {
-    if (last_eval != step) run_eval(result);
+    if (policy.eval_at_end(step)) run_eval(result);
     state_.elapsed_s = elapsed();
-    if (last_save != step) save(result);
+    if (policy.save_at_end(step)) save(result);
     write_final_adapter();
     json summary = {
         {"step", step},
         {"epoch", state_.epoch()},
         {"train_loss", step > 0 ? state_.loss_sum_total / static_cast<double>(step) : 0},
         {"train_runtime_s", seconds_since(run_start)},
-        {"train_tokens_per_s",
-         run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0},
+        {"train_tokens_per_s", run_log_->tokens_per_s()},
         {"peak_rss_bytes", peak_rss_bytes()},
         {"compute_precision", compute_precision(base_)}};
     if (metrics_) metrics_->write(summary);
-  } else if (step > first_step && last_save != step) {
+  } else if (policy.save_at_stop(step)) {
     state_.elapsed_s = elapsed();
     save(result);
   }
@@ -521,8 +484,8 @@ TrainResult Trainer::train() {
   result.global_step = step;
   result.train_loss = step > 0 ? state_.loss_sum_total / static_cast<double>(step) : 0;
   result.seconds = seconds_since(run_start);
-  result.trained_tokens = run_tokens_;
-  result.tokens_per_s = run_seconds_ > 0 ? static_cast<double>(run_tokens_) / run_seconds_ : 0;
+  result.trained_tokens = run_log_->tokens();
+  result.tokens_per_s = run_log_->tokens_per_s();
   result.last_checkpoint = last_checkpoint_;
   return result;
 }

@@ -56,6 +56,8 @@
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/run_log.h"
+#include "train/step_plan.h"
 #include "train/training_args.h"
 
 namespace ll {
@@ -144,9 +146,9 @@ class Trainer {
   const TokenSequences& train_;
   const TokenSequences& eval_;
   TrainerOptions options_;
+  StepPlan plan_;  // what each step trains on
   LrSchedule schedule_;
   int64_t warmup_steps_ = 0;
-  int64_t rows_per_step_ = 0;
   std::optional<LlamaWeights> local_weights_;  // this rank's share (tensor parallel)
   LoraAdapter adapter_;                        // this rank's share (tensor parallel)
   std::unique_ptr<LlamaLoraModel> model_;
@@ -155,21 +157,11 @@ class Trainer {
   nlohmann::json training_args_json_;
   Progress progress_;
   std::unique_ptr<MetricsWriter> metrics_;  // open while train() runs
-  std::optional<PeakFlops> peak_;
   std::optional<fs::path> last_checkpoint_;
-  std::vector<uint64_t> order_;  // the current epoch's order
-  int64_t order_epoch_ = -1;
 
-  // Since the last metrics line, in this process (throughput figures).
-  double interval_seconds_ = 0;
-  double interval_tokens_ = 0;
-  double interval_flops_ = 0;
-  double interval_comm_seconds_ = 0;  // in collectives (distributed runs)
+  std::optional<RunLog> run_log_;  // throughput figures of this run
   double last_grad_norm_ = 0;
   double elapsed_at_start_ = 0;  // state_.elapsed_s when this run began
-  double run_seconds_ = 0;       // training-step time of this run (ETA)
-  int64_t run_steps_ = 0;
-  int64_t run_tokens_ = 0;
 };
 
 }  // namespace ll
