@@ -2,9 +2,11 @@
 // sizes, GQA, a vocabulary that is not a multiple of any tile) and compared with the CPU
 // reference ops instantiated in double (dropout and the optimizer ops: the fp32 CPU ops).
 // Every write-only output is poisoned with NaN and followed by guard elements (Output), so an
-// op that skips an element or writes past its output fails. Today the CPU backend is the only one:
-// this checks that its fp32 ops agree with the double reference and that the interface's memory
-// calls round-trip; a device backend joins by adding itself to kBackends.
+// op that skips an element or writes past its output fails; every Accumulate::Yes form adds
+// into random values before a guard; the vocabulary-sharded cross-entropy runs as two ranks. Today
+// the CPU backend is the only one: this checks that its fp32 ops agree with the double reference
+// and that the interface's memory calls round-trip; a device backend joins by adding itself to
+// kBackends.
 //
 // attention_decode (fp32 only) is compared with the double attention_forward on the equivalent
 // full sequence.
@@ -15,9 +17,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "backend/backend.h"
@@ -85,6 +89,15 @@ class BackendConformance : public ::testing::TestWithParam<NamedBackend> {
   Output output(int64_t count) {
     std::vector<float> init(static_cast<size_t>(count + kGuard), std::nanf(""));
     std::fill(init.begin() + count, init.end(), kSentinel);
+    Output out{Buffer(be(), count + kGuard), count};
+    be().upload(out.data(), init.data(), count + kGuard);
+    return out;
+  }
+  // An output that an Accumulate::Yes op adds into: `initial` values, then the guard.
+  Output accumulating(const std::vector<double>& initial) {
+    const auto count = static_cast<int64_t>(initial.size());
+    std::vector<float> init(initial.begin(), initial.end());
+    init.resize(static_cast<size_t>(count + kGuard), kSentinel);
     Output out{Buffer(be(), count + kGuard), count};
     be().upload(out.data(), init.data(), count + kGuard);
     return out;
@@ -432,6 +445,120 @@ TEST_P(BackendConformance, OptimizerOpsAndRopeTable) {
   EXPECT_EQ(table.max_positions, 32);
   EXPECT_EQ(table.cos, ref.cos);
   EXPECT_EQ(table.sin, ref.sin);
+}
+
+TEST_P(BackendConformance, AccumulatingOpsAddIntoTheirOutputAndStayInside) {
+  // Every Accumulate::Yes form: out = initial + op, the guard after the output untouched.
+  const int64_t tokens = 7, in = 33, out = 19;
+  const auto x = rounded(random_values(static_cast<size_t>(tokens * in), 50));
+  const auto w = as_float(random_values(static_cast<size_t>(out * in), 51));
+  const auto dy = rounded(random_values(static_cast<size_t>(tokens * out), 52));
+  const auto y0 = rounded(random_values(static_cast<size_t>(tokens * out), 53));
+  const auto dx0 = rounded(random_values(static_cast<size_t>(tokens * in), 54));
+  Buffer bx = to_device(x), bdy = to_device(dy);
+  Output y = accumulating(y0), dx = accumulating(dx0);
+  be().linear_forward(y.data(), bx.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                      Accumulate::Yes);
+  be().linear_backward_input(dx.data(), bdy.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                             Accumulate::Yes);
+  std::vector<double> y_ref = y0, dx_ref = dx0;
+  cpu::linear_forward<double>(y_ref.data(), x.data(), cpu::weight_f32(w.data()), tokens, in, out,
+                              Accumulate::Yes);
+  cpu::linear_backward_input<double>(dx_ref.data(), dy.data(), cpu::weight_f32(w.data()), tokens,
+                                     in, out, Accumulate::Yes);
+  test::expect_all_near("linear_forward (accumulate)", to_host(y), y_ref, kTol, kTol);
+  test::expect_all_near("linear_backward_input (accumulate)", to_host(dx), dx_ref, kTol, kTol);
+
+  const int64_t hidden = 8;
+  const auto xn = rounded(random_values(static_cast<size_t>(tokens * hidden), 55));
+  const auto dyn = rounded(random_values(xn.size(), 56));
+  const auto dxn0 = rounded(random_values(xn.size(), 57));
+  const auto weight = as_float(random_values(static_cast<size_t>(hidden), 58, 0.5, 1.5));
+  std::vector<double> yn(xn.size()), rstd(static_cast<size_t>(tokens));
+  cpu::rmsnorm_forward<double>(yn.data(), rstd.data(), xn.data(), cpu::weight_f32(weight.data()),
+                               tokens, hidden, 1e-5);
+  const auto rstd_r = rounded(rstd);
+  Buffer bxn = to_device(xn), bdyn = to_device(dyn), brstd = to_device(rstd_r);
+  Output dxn = accumulating(dxn0);
+  be().rmsnorm_backward(dxn.data(), bdyn.data(), bxn.data(), brstd.data(),
+                        cpu::weight_f32(weight.data()), tokens, hidden, Accumulate::Yes);
+  std::vector<double> dxn_ref = dxn0;
+  cpu::rmsnorm_backward<double>(dxn_ref.data(), dyn.data(), xn.data(), rstd_r.data(),
+                                cpu::weight_f32(weight.data()), tokens, hidden, Accumulate::Yes);
+  test::expect_all_near("rmsnorm_backward (accumulate)", to_host(dxn), dxn_ref, kTol, kTol);
+
+  const int64_t n = 300;
+  const auto d = rounded(random_values(static_cast<size_t>(n), 59));
+  const auto d0 = rounded(random_values(static_cast<size_t>(n), 60));
+  Buffer bd = to_device(d);
+  Output dd = accumulating(d0);
+  be().dropout_backward(dd.data(), bd.data(), n, 0.25, 7, Accumulate::Yes, DropoutWindow{});
+  std::vector<float> dd_ref = as_float(d0);
+  const std::vector<float> df = as_float(d);
+  cpu::dropout_backward(dd_ref.data(), df.data(), n, 0.25, 7, Accumulate::Yes, DropoutWindow{});
+  test::expect_all_near("dropout_backward (accumulate)", to_host(dd),
+                        std::vector<double>(dd_ref.begin(), dd_ref.end()), kTol, kTol);
+}
+
+TEST_P(BackendConformance, VocabShardedCrossEntropyCombinesToTheWholeVocabulary) {
+  // Two "ranks" (threads) each hold half of W_lm's rows and run the backend's sharded
+  // cross-entropy; their reductions meet at a barrier (host memory: the CPU backend's; a
+  // device backend passes its communicator's reduce). Each rank's loss must be the whole
+  // vocabulary's and the ranks' dh shares must sum to the whole dh.
+  const int64_t tokens = 5, hidden = 7, vocab = 130, rows = vocab / 2;
+  const auto h = rounded(random_values(static_cast<size_t>(tokens * hidden), 61));
+  const auto w = as_float(random_values(static_cast<size_t>(vocab * hidden), 62));
+  const std::vector<int32_t> labels = {3, cpu::kIgnoreLabel, 129, 0, 64};
+  std::vector<double> dh_ref(h.size()), loss_ref(static_cast<size_t>(tokens));
+  const double ref = cpu::cross_entropy_forward_backward<double>(
+      dh_ref.data(), h.data(), cpu::weight_f32(w.data()), labels.data(), tokens, hidden, vocab,
+      0.25, 2);
+  cpu::cross_entropy_forward<double>(loss_ref.data(), h.data(), cpu::weight_f32(w.data()),
+                                     labels.data(), tokens, hidden, vocab, 2);
+
+  constexpr int kRanks = 2;
+  Buffer bh = to_device(h);
+  std::vector<Output> dh, loss;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    dh.push_back(output(tokens * hidden));
+    loss.push_back(output(tokens));
+  }
+  std::barrier sync(kRanks);
+  std::vector<std::vector<float>> slots(kRanks);
+  std::vector<double> got(kRanks);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < kRanks; ++rank) {
+    threads.emplace_back([&, rank] {
+      VocabShard shard;
+      shard.first = rank * rows;
+      shard.full_vocab = vocab;
+      shard.reduce = [&, rank](float* values, int64_t count, ReduceOp op) {
+        slots[static_cast<size_t>(rank)].assign(values, values + count);
+        sync.arrive_and_wait();
+        for (int64_t i = 0; i < count; ++i) {
+          const float a = slots[0][static_cast<size_t>(i)], b = slots[1][static_cast<size_t>(i)];
+          values[i] = op == ReduceOp::Max ? std::max(a, b) : a + b;
+        }
+        sync.arrive_and_wait();
+      };
+      const WeightView part = cpu::weight_f32(w.data() + shard.first * hidden);
+      const auto r = static_cast<size_t>(rank);
+      got[r] = be().cross_entropy_forward_backward(dh[r].data(), bh.data(), part, labels.data(),
+                                                   tokens, hidden, rows, 0.25, 2, &shard);
+      be().cross_entropy_forward(loss[r].data(), bh.data(), part, labels.data(), tokens, hidden,
+                                 rows, 2, &shard);
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<double> dh_sum(h.size(), 0.0);
+  for (int rank = 0; rank < kRanks; ++rank) {
+    const auto r = static_cast<size_t>(rank);
+    EXPECT_NEAR(got[r], ref, kTol * (1 + std::abs(ref))) << "rank " << rank;
+    test::expect_all_near("sharded cross_entropy_forward", to_host(loss[r]), loss_ref, kTol, kTol);
+    const std::vector<float> share = to_host(dh[r]);
+    for (size_t i = 0; i < share.size(); ++i) dh_sum[i] += share[i];
+  }
+  test::expect_all_near("sharded cross_entropy dh (sum of shares)", dh_sum, dh_ref, kTol, kTol);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendConformance, ::testing::ValuesIn(kBackends),
