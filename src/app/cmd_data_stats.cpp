@@ -10,6 +10,7 @@
 #include <string>
 
 #include "app/cli.h"
+#include "app/held_out_flags.h"
 #include "core/error.h"
 #include "core/text.h"
 #include "data/dataset.h"
@@ -20,15 +21,10 @@ namespace {
 
 struct DataStatsOptions {
   std::string model;
-  std::string data;
-  std::string preset = "sql";
+  HeldOutFlags rows;  // the file and its split, as train, eval and compare read them
   uint32_t max_seq_length = 1024;
-  bool skip_bad_rows = false;
   bool completion_only_loss = false;
   bool json = false;
-  std::optional<uint64_t> seed;
-  std::optional<uint64_t> train_rows;
-  std::optional<uint64_t> eval_rows;
 };
 
 void print_row(const char* name, uint64_t train, uint64_t eval) {
@@ -69,17 +65,11 @@ void run_data_stats(const DataStatsOptions& o) {
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   const ChatTemplate chat_template = ChatTemplate::load(o.model);
 
-  DatasetSelection selection;
-  selection.preset = parse_preset(o.preset);
-  selection.bad_rows = o.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
-  selection.seed = o.seed;
-  selection.train_rows = o.train_rows;
-  selection.eval_rows = o.eval_rows;
-  DataOptions options = selection.data_options();
+  DataOptions options = dataset_selection(o.rows).data_options();
   options.max_seq_length = o.max_seq_length;
   options.loss_mask = o.completion_only_loss ? LossMask::AssistantOnly : LossMask::AllTokens;
 
-  const PreparedData data = prepare_data(o.data, tokenizer, chat_template, options);
+  const PreparedData data = prepare_data(o.rows.data, tokenizer, chat_template, options);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (o.json) {
@@ -100,22 +90,23 @@ void add_data_stats_command(CLI::App& app) {
   cmd->add_option("--model", options->model,
                   "Model or tokenizer folder (tokenizer.json + tokenizer_config.json)")
       ->required();
-  cmd->add_option("--data", options->data, "Dataset file: JSON lines or a JSON array")->required();
-  cmd->add_option("--preset", options->preset, "Record format: sql, messages, alpaca or text")
+  cmd->add_option("--data", options->rows.data, "Dataset file: JSON lines or a JSON array")
+      ->required();
+  cmd->add_option("--preset", options->rows.preset, "Record format: sql, messages, alpaca or text")
       ->check(CLI::IsMember({"sql", "messages", "alpaca", "text"}))
       ->capture_default_str();
   cmd->add_option("--max_seq_length", options->max_seq_length, "Tokens per packed sequence")
       ->check(CLI::Range(1u, 1u << 24))
       ->capture_default_str();
-  cmd->add_flag("--skip_bad_rows", options->skip_bad_rows,
+  cmd->add_flag("--skip_bad_rows", options->rows.skip_bad_rows,
                 "Count and skip rows that are not valid JSON or lack a field, instead of failing");
   cmd->add_flag("--completion_only_loss", options->completion_only_loss,
                 "Train on the assistant's tokens only (count those as label tokens)");
   cmd->add_flag("--json", options->json, "Print one JSON object");
-  cmd->add_option("--seed", options->seed, "Shuffle seed (default 23)");
-  cmd->add_option("--train_rows", options->train_rows,
+  cmd->add_option("--seed", options->rows.seed, "Shuffle seed (default 23)");
+  cmd->add_option("--train_rows", options->rows.train_rows,
                   "Rows for training (sql default 50000; others: all but the eval rows)");
-  cmd->add_option("--eval_rows", options->eval_rows,
+  cmd->add_option("--eval_rows", options->rows.eval_rows,
                   "Rows held out for evaluation (sql default 500; others 0)");
   cmd->callback([options] { run_data_stats(*options); });
 }
