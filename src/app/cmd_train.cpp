@@ -70,13 +70,11 @@ class StopSignals {
 };
 
 DataOptions data_options_from_args(const TrainingArgs& args) {
-  DatasetSelection selection;
-  selection.preset = parse_preset(args.preset);
-  selection.bad_rows = args.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
-  selection.seed = args.data_seed;
-  selection.train_rows = static_cast<uint64_t>(args.train_rows);
-  selection.eval_rows = static_cast<uint64_t>(args.eval_rows);
-  DataOptions options = selection.data_options();
+  DataOptions options =
+      DatasetSelection::from_flags(args.preset, args.skip_bad_rows, args.data_seed,
+                                   static_cast<uint64_t>(args.train_rows),
+                                   static_cast<uint64_t>(args.eval_rows))
+          .data_options();
   options.max_seq_length = static_cast<uint32_t>(args.max_seq_length);
   options.loss_mask = args.completion_only_loss ? LossMask::AssistantOnly : LossMask::AllTokens;
   options.layout = args.packing ? SequenceLayout::Packed : SequenceLayout::Padded;

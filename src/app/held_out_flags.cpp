@@ -21,13 +21,8 @@ void add_held_out_flags(CLI::App& cmd, HeldOutFlags& flags) {
 }
 
 DatasetSelection dataset_selection(const HeldOutFlags& flags) {
-  DatasetSelection selection;
-  selection.preset = parse_preset(flags.preset);
-  selection.bad_rows = flags.skip_bad_rows ? BadRows::Skip : BadRows::Fail;
-  selection.seed = flags.seed;
-  selection.train_rows = flags.train_rows;
-  selection.eval_rows = flags.eval_rows;
-  return selection;
+  return DatasetSelection::from_flags(flags.preset, flags.skip_bad_rows, flags.seed,
+                                      flags.train_rows, flags.eval_rows);
 }
 
 std::vector<HeldOutExample> read_held_out(const HeldOutFlags& flags) {

@@ -160,6 +160,19 @@ SplitPlan DatasetSelection::split_plan() const {
   return plan;
 }
 
+DatasetSelection DatasetSelection::from_flags(std::string_view preset, bool skip_bad_rows,
+                                              std::optional<uint64_t> seed,
+                                              std::optional<uint64_t> train_rows,
+                                              std::optional<uint64_t> eval_rows) {
+  DatasetSelection selection;
+  selection.preset = parse_preset(preset);
+  selection.bad_rows = skip_bad_rows ? BadRows::Skip : BadRows::Fail;
+  selection.seed = seed;
+  selection.train_rows = train_rows;
+  selection.eval_rows = eval_rows;
+  return selection;
+}
+
 DataOptions DatasetSelection::data_options() const {
   DataOptions options;
   options.preset = preset;

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "data/example_encoder.h"
@@ -58,6 +59,13 @@ struct DatasetSelection {
   std::optional<uint64_t> seed;
   std::optional<uint64_t> train_rows;
   std::optional<uint64_t> eval_rows;
+
+  // From the row flags every command that reads a dataset has (--preset, --skip_bad_rows,
+  // --seed, --train_rows, --eval_rows; unset ones take the preset's plan).
+  static DatasetSelection from_flags(std::string_view preset, bool skip_bad_rows,
+                                     std::optional<uint64_t> seed,
+                                     std::optional<uint64_t> train_rows,
+                                     std::optional<uint64_t> eval_rows);
 
   SplitPlan split_plan() const;
   DataOptions data_options() const;  // preset, split and bad rows; the rest as DataOptions{}
