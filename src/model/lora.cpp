@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "core/error.h"
 
@@ -110,6 +111,21 @@ LoraAdapter::LoraAdapter(const LoraAdapter& other)
 
 LoraAdapter& LoraAdapter::operator=(const LoraAdapter& other) {
   if (this != &other) *this = LoraAdapter(other);
+  return *this;
+}
+
+LoraAdapter& LoraAdapter::operator=(LoraAdapter&& other) noexcept {
+  if (this == &other) return *this;
+  config = other.config;
+  backend_ = other.backend_;
+  parameters_ = std::move(other.parameters_);  // the views keep pointing at the same memory
+  gradients_ = std::move(other.gradients_);
+  tensors_ = std::move(other.tensors_);
+  layers_ = std::move(other.layers_);
+  replicated_ = std::exchange(other.replicated_, 0);
+  tensors_total_ = std::exchange(other.tensors_total_, 0);
+  other.tensors_.clear();
+  other.layers_.clear();
   return *this;
 }
 

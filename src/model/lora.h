@@ -117,8 +117,8 @@ class LoraAdapter {
   LoraAdapter(const LoraConfig& config, const LoraLayout& layout, Backend* backend = nullptr);
   LoraAdapter(const LoraAdapter& other);  // a deep copy on the same backend
   LoraAdapter& operator=(const LoraAdapter& other);
-  LoraAdapter(LoraAdapter&&) noexcept = default;
-  LoraAdapter& operator=(LoraAdapter&&) noexcept = default;
+  LoraAdapter(LoraAdapter&& other) noexcept { *this = std::move(other); }
+  LoraAdapter& operator=(LoraAdapter&& other) noexcept;  // leaves `other` empty
 
   // The same adapter (parameters and gradients) in `backend`'s memory.
   LoraAdapter on_backend(Backend& backend) const;

@@ -121,6 +121,9 @@ TEST(LoraStore, BlocksComeFromTheBackendAndCopiesAreDeep) {
     EXPECT_EQ(backend.allocations, 4);
     EXPECT_EQ(moved.layers()[0][0]->a.data(),
               moved.parameters().data() + moved.tensors()[0].offset);
+    EXPECT_EQ(copy.parameter_count(), 0);  // the moved-from adapter is empty, not dangling
+    EXPECT_TRUE(copy.tensors().empty());
+    EXPECT_TRUE(copy.parameters().empty());
     moved.zero_grad();
     EXPECT_EQ(moved.gradients()[0], 0.0f);
   }
