@@ -34,6 +34,7 @@
 #include "backend/cpu/rmsnorm.h"
 #include "backend/cpu/rope.h"
 #include "backend/cpu/swiglu.h"
+#include "core/dtype.h"
 #include "gradcheck.h"
 #include "test_util.h"
 
@@ -142,6 +143,36 @@ TEST_P(BackendConformance, LinearForwardAndInputGradient) {
     test::expect_all_near("linear_forward", to_host(y), y_ref, kTol, kTol);
     test::expect_all_near("linear_backward_input", to_host(dx), dx_ref, kTol, kTol);
   }
+}
+
+TEST_P(BackendConformance, Bf16WeightsLinearAndLmHead) {
+  // Base weights stored as bf16 (as Llama checkpoints ship): the backend reads the same bf16
+  // values as the double reference, so the tolerance is the fp32 ops' (summation order only).
+  const int64_t tokens = 7, in = 33, out = 19;
+  const auto x = rounded(random_values(static_cast<size_t>(tokens * in), 70));
+  const auto dy = rounded(random_values(static_cast<size_t>(tokens * out), 71));
+  const auto wf = random_values(static_cast<size_t>(out * in), 72);
+  std::vector<uint16_t> w(wf.size());
+  for (size_t i = 0; i < wf.size(); ++i) w[i] = f32_to_bf16(static_cast<float>(wf[i]));
+  const WeightView view = cpu::weight_bf16(w.data());
+  Buffer bx = to_device(x), bdy = to_device(dy);
+  Output y = output(tokens * out), dx = output(tokens * in);
+  be().linear_forward(y.data(), bx.data(), view, tokens, in, out, Accumulate::No);
+  be().linear_backward_input(dx.data(), bdy.data(), view, tokens, in, out, Accumulate::No);
+  std::vector<double> y_ref(static_cast<size_t>(tokens * out)), dx_ref(x.size());
+  cpu::linear_forward<double>(y_ref.data(), x.data(), view, tokens, in, out, Accumulate::No);
+  cpu::linear_backward_input<double>(dx_ref.data(), dy.data(), view, tokens, in, out,
+                                     Accumulate::No);
+  test::expect_all_near("linear_forward (bf16 W)", to_host(y), y_ref, kTol, kTol);
+  test::expect_all_near("linear_backward_input (bf16 W)", to_host(dx), dx_ref, kTol, kTol);
+
+  // The LM head with a bf16 vocabulary of `out` rows: logits of two rows.
+  const std::vector<int64_t> rows = {6, 1};
+  Output logits = output(2 * out);
+  be().lm_head_logits(logits.data(), bx.data(), view, rows.data(), 2, tokens, in, out);
+  std::vector<double> logits_ref(static_cast<size_t>(2 * out));
+  cpu::lm_head_logits<double>(logits_ref.data(), x.data(), view, rows.data(), 2, tokens, in, out);
+  test::expect_all_near("lm_head_logits (bf16 W)", to_host(logits), logits_ref, kTol, kTol);
 }
 
 TEST_P(BackendConformance, Gemm) {
