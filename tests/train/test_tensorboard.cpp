@@ -15,11 +15,15 @@
 #include "core/file.h"
 #include "test_util.h"
 #include "train/tensorboard.h"
+#include "train/tiny_run.h"
+#include "train/trainer.h"
 
 namespace ll {
 namespace {
 
 using nlohmann::json;
+using test::small_args;
+using test::tiny;
 
 // --- A reader, written from the format description, independent of the writer's code. ---
 
@@ -299,6 +303,98 @@ TEST(TensorBoardWriter, FileReadsBackAsWritten) {
   // A second writer in the same second gets its own file.
   TensorBoardWriter second(dir / "logs");
   EXPECT_NE(second.path(), path);
+}
+
+// --- Through the trainer. ---
+
+TEST(TensorBoardTraining, OneScalarPerMetricsFieldPerLoggedStep) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "run");
+  args.report_to = "tensorboard";
+  args.eval_steps = 5;  // eval lines too
+  Trainer trainer(args, *tiny().weights, tiny().prepared.train, tiny().prepared.eval, {});
+  trainer.train();
+  const std::vector<fs::path> files = event_files(out / "run");
+  ASSERT_EQ(files.size(), 1u);
+  // HF's default: <output_dir>/runs/<Mon><DD>_<HH>-<MM>-<SS>_<host>/.
+  EXPECT_EQ(files[0].parent_path().parent_path(), out / "run" / "runs");
+  const std::string run_name = files[0].parent_path().filename().string();
+  EXPECT_TRUE(
+      std::regex_match(run_name, std::regex("[A-Z][a-z]{2}[0-9]{2}_[0-9]{2}-[0-9]{2}-[0-9]{2}_.+")))
+      << run_name;
+  const std::vector<json> lines = read_lines(out / "run" / "metrics.jsonl");
+  ASSERT_GT(lines.size(), 10u);  // 10 steps, evals, the summary
+  const std::vector<ReadEvent> events = merged_scalar_events(files);
+  expect_events_match_metrics(events, lines);
+  // HF's names for the curves everyone looks at.
+  std::map<std::string, int> tag_count;
+  for (const ReadEvent& event : events) {
+    for (const auto& [tag, value] : event.scalars) ++tag_count[tag];
+  }
+  for (const char* tag : {"train/loss", "train/learning_rate", "train/grad_norm", "train/epoch",
+                          "eval/loss", "train/tokens_per_s", "train/peak_rss_bytes"}) {
+    EXPECT_GT(tag_count[tag], 0) << tag;
+  }
+  EXPECT_EQ(tag_count["train/loss"], 10);
+}
+
+TEST(TensorBoardTraining, NoEventFileWithoutReportTo) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "run");
+  args.max_steps = 2;
+  Trainer trainer(args, *tiny().weights, tiny().prepared.train, tiny().prepared.eval, {});
+  trainer.train();
+  EXPECT_TRUE(event_files(out / "run").empty());
+  EXPECT_FALSE(fs::exists(out / "run" / "runs"));
+}
+
+TEST(TensorBoardTraining, ExplicitLoggingDir) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "run");
+  args.max_steps = 2;
+  args.report_to = "all";
+  args.logging_dir = (out / "tb").string();
+  Trainer trainer(args, *tiny().weights, tiny().prepared.train, tiny().prepared.eval, {});
+  trainer.train();
+  const std::vector<fs::path> files = event_files(out / "tb");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].parent_path(), out / "tb");
+  EXPECT_FALSE(fs::exists(out / "run" / "runs"));
+  expect_events_match_metrics(merged_scalar_events(files),
+                              read_lines(out / "run" / "metrics.jsonl"));
+}
+
+TEST(TensorBoardTraining, ResumeAddsAFileAndNoStepTwice) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "run");
+  args.report_to = "tensorboard";
+  {
+    // 10 steps, as if killed after step 10 but resumed from checkpoint-5: steps 6..10 of the
+    // first file are stale.
+    Trainer trainer(args, *tiny().weights, tiny().prepared.train, tiny().prepared.eval, {});
+    trainer.train();
+  }
+  const std::vector<fs::path> first = event_files(out / "run");
+  ASSERT_EQ(first.size(), 1u);
+  TrainingArgs resumed = args;
+  resumed.resume_from_checkpoint = (out / "run" / "checkpoint-5").string();
+  {
+    Trainer trainer(resumed, *tiny().weights, tiny().prepared.train, tiny().prepared.eval, {});
+    trainer.train();
+  }
+  const std::vector<fs::path> files = event_files(out / "run");
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0], first[0]);
+  EXPECT_EQ(files[1].parent_path(), first[0].parent_path()) << "the run's folder, kept";
+  // The new file: file_version, START at step 6, then only the steps the resume took.
+  const std::vector<ReadEvent> second = read_event_file(files[1]);
+  ASSERT_GE(second.size(), 2u);
+  EXPECT_EQ(second[1].session_status, 1);
+  EXPECT_EQ(second[1].step, 6);
+  for (size_t i = 2; i < second.size(); ++i) EXPECT_GE(second[i].step, 6);
+  // The folder as TensorBoard merges it is metrics.jsonl, line for line.
+  expect_events_match_metrics(merged_scalar_events(files),
+                              read_lines(out / "run" / "metrics.jsonl"));
 }
 
 }  // namespace
