@@ -133,7 +133,7 @@ std::string encode_session_start_event(double wall_time, int64_t step) {
   put_key(session_log, 1, WireType::Varint);
   put_varint(session_log, 1);  // SessionLog.START
   std::string event = event_head(wall_time, step);
-  put_bytes(event, 6, session_log);
+  put_bytes(event, 7, session_log);  // 6 is the deprecated log_message
   return event;
 }
 

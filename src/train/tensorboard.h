@@ -10,7 +10,7 @@
 //             with masked_crc32c(x) = ((c >> 15) | (c << 17)) + 0xa282ead8, c = crc32c(x).
 //   data      a serialized tensorflow.Event (event.proto, summary.proto):
 //               Event   { double wall_time = 1; int64 step = 2; string file_version = 3;
-//                         Summary summary = 5; SessionLog session_log = 6; }
+//                         Summary summary = 5; SessionLog session_log = 7; }
 //               Summary { repeated Value value = 1; }
 //               Value   { string tag = 1; float simple_value = 2; }
 //               SessionLog { SessionStatus status = 1; }   START = 1

@@ -108,7 +108,7 @@ ReadEvent decode_event(const std::string& bytes) {
         EXPECT_EQ(event.scalars.count(tag), 0u) << "tag twice in one event: " << tag;
         event.scalars[tag] = simple_value;
       });
-    } else if (number == 6 && type == 2) {
+    } else if (number == 7 && type == 2) {  // session_log
       walk_message(field, [&](int n, int t, const std::string& value) {
         size_t p = 0;
         if (n == 1 && t == 0) event.session_status = static_cast<int>(read_varint(value, p));
@@ -218,6 +218,8 @@ TEST(Crc32c, MaskIsRotateAndAdd) {
   EXPECT_EQ(masked_crc32c("123456789"), ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
 }
 
+// The three messages below are byte for byte what tensorboard 2.21.0's event_pb2 gives
+// (Event(...).SerializeToString(), the version scripts/check_tensorboard.py pins).
 TEST(TensorBoardEvent, BytesFollowTheProtobufWireFormat) {
   // Event{wall_time: 1.5, step: 3, summary{value{tag: "a", simple_value: 2}}}, worked by hand:
   // 0x09 = field 1 fixed64 (1.5 = 0x3FF8000000000000), 0x10 = field 2 varint,
@@ -233,9 +235,10 @@ TEST(TensorBoardEvent, BytesFollowTheProtobufWireFormat) {
   const std::string version = encode_file_version_event(1.5);
   EXPECT_EQ(version,
             std::string("\x09\x00\x00\x00\x00\x00\x00\xF8\x3F\x1A\x0D", 11) + "brain.Event:2");
-  // SessionLog{status: START} as field 6; a step above 127 takes two varint bytes.
+  // SessionLog{status: START} as field 7 (6 is the deprecated log_message); a step above 127
+  // takes two varint bytes.
   EXPECT_EQ(encode_session_start_event(1.5, 300),
-            std::string("\x09\x00\x00\x00\x00\x00\x00\xF8\x3F\x10\xAC\x02\x32\x02\x08\x01", 16));
+            std::string("\x09\x00\x00\x00\x00\x00\x00\xF8\x3F\x10\xAC\x02\x3A\x02\x08\x01", 16));
 }
 
 TEST(TensorBoardEvent, RecordFraming) {
@@ -336,6 +339,18 @@ TEST(TensorBoardTraining, OneScalarPerMetricsFieldPerLoggedStep) {
     EXPECT_GT(tag_count[tag], 0) << tag;
   }
   EXPECT_EQ(tag_count["train/loss"], 10);
+}
+
+TEST(TensorBoardTraining, OtherIntegrationsAreRefusedBeforeTraining) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "run");
+  args.report_to = "wandb";
+  EXPECT_NE(test::error_of([&] {
+              validate_training_args(args);
+            }).find("--report_to wandb is not supported"),
+            std::string::npos);
+  args.report_to = "none";
+  EXPECT_NO_THROW(validate_training_args(args));
 }
 
 TEST(TensorBoardTraining, NoEventFileWithoutReportTo) {
