@@ -57,6 +57,9 @@ struct TrainerState {
   double loss_sum_total = 0;  // over every step so far (train_loss at the end)
   double elapsed_s = 0;       // training time so far, over every resume
   int64_t logging_steps = 0, eval_steps = 0, save_steps = 0;
+  // TensorBoard's folder (--report_to tensorboard), so that a resume writes into the same one:
+  // relative to output_dir when it is the default ("runs/Dec03_12-45-00_host"); "" when none.
+  std::string logging_dir;
   nlohmann::json log_history = nlohmann::json::array();  // every metrics.jsonl line so far
 
   double epoch() const;  // global_step / steps_per_epoch, as HF logs it

@@ -345,7 +345,24 @@ void Trainer::write_final_adapter() {
 
 void Trainer::log_metrics(json line) {
   if (metrics_) metrics_->write(line);
+  if (tensorboard_) tensorboard_->write_metrics(line);
   state_.log_history.push_back(std::move(line));
+}
+
+// A new event file per run (TensorBoard merges a folder's files); a resume continues in its
+// run's folder and writes only the steps it takes.
+void Trainer::open_tensorboard(bool resumed) {
+  const fs::path out = args_.output_dir;
+  if (!args_.logging_dir.empty()) {
+    state_.logging_dir = fs::absolute(args_.logging_dir).string();
+  } else if (!resumed || state_.logging_dir.empty()) {
+    state_.logging_dir = default_logging_dir(out).lexically_relative(out).string();
+  }
+  const fs::path dir = fs::path(state_.logging_dir).is_absolute() ? fs::path(state_.logging_dir)
+                                                                  : out / state_.logging_dir;
+  tensorboard_ = std::make_unique<TensorBoardWriter>(dir);
+  if (resumed) tensorboard_->write_session_start(state_.global_step + 1);
+  progress_.message("[train] TensorBoard events: " + tensorboard_->path().string());
 }
 
 void Trainer::run_eval(TrainResult& result) {
@@ -392,6 +409,7 @@ TrainResult Trainer::train() {
     for (const json& line : state_.log_history) history += line.dump() + "\n";
     write_file_atomic(out / "metrics.jsonl", history);
     metrics_ = std::make_unique<MetricsWriter>(out / "metrics.jsonl");
+    if (reports_to_tensorboard(args_.report_to)) open_tensorboard(resumed);
   }
 
   TrainResult result;
@@ -475,6 +493,7 @@ TrainResult Trainer::train() {
         {"peak_rss_bytes", peak_rss_bytes()},
         {"compute_precision", compute_precision(base_)}};
     if (metrics_) metrics_->write(summary);
+    if (tensorboard_) tensorboard_->write_metrics(summary);
   } else if (policy.save_at_stop(step)) {
     state_.elapsed_s = elapsed();
     save(result);

@@ -22,6 +22,8 @@
 //              yet: a bf16 compute mode comes with the speed work.
 //   logging    every logging_steps a metrics line (loss = mean of the steps since the last
 //              line); evaluation before the first step, every eval_steps and at the end.
+//              Each line goes to metrics.jsonl and, with --report_to tensorboard, as
+//              scalars to an event file in --logging_dir (train/tensorboard.h).
 //   saving     checkpoint-<step> every save_steps and at the end (train/checkpoint.h), the
 //              oldest removed beyond save_total_limit, the final adapter also in output_dir.
 //   resume     from a checkpoint the run continues exactly: same data order, dropout masks,
@@ -58,6 +60,7 @@
 #include "train/optimizer.h"
 #include "train/run_log.h"
 #include "train/step_plan.h"
+#include "train/tensorboard.h"
 #include "train/training_args.h"
 
 namespace ll {
@@ -137,6 +140,7 @@ class Trainer {
   const LlamaWeights& weights() const { return local_weights_ ? *local_weights_ : base_; }
   void write_final_adapter();
   void log_metrics(nlohmann::json line);
+  void open_tensorboard(bool resumed);
   void run_eval(TrainResult& result);
   fs::path save(TrainResult& result);
   [[noreturn]] void fail_not_finite(int64_t step, const char* what, double value) const;
@@ -156,7 +160,8 @@ class Trainer {
   TrainerState state_;
   nlohmann::json training_args_json_;
   Progress progress_;
-  std::unique_ptr<MetricsWriter> metrics_;  // open while train() runs
+  std::unique_ptr<MetricsWriter> metrics_;          // open while train() runs
+  std::unique_ptr<TensorBoardWriter> tensorboard_;  // the same, with --report_to tensorboard
   std::optional<fs::path> last_checkpoint_;
 
   std::optional<RunLog> run_log_;  // throughput figures of this run

@@ -22,6 +22,7 @@
 #include "data/presets.h"
 #include "model/lora.h"
 #include "train/lr_schedule.h"
+#include "train/tensorboard.h"
 
 namespace ll {
 
@@ -87,6 +88,12 @@ const std::array kFields = {
           "Clip the gradient norm to this (0: no clipping)"},
     Field{"seed", &A::seed, kOptimGroup, "Random seed of training (LoRA initialisation, dropout)"},
     Field{"logging_steps", &A::logging_steps, kOptimGroup, "Log every N optimizer steps"},
+    Field{"report_to", &A::report_to, kOptimGroup,
+          "tensorboard (or all): also write every metrics.jsonl line as TensorBoard scalars "
+          "(train/loss, eval/loss, ...) to --logging_dir; none: metrics.jsonl only"},
+    Field{"logging_dir", &A::logging_dir, kOptimGroup,
+          "Folder of the TensorBoard event files (default: <output_dir>/runs/"
+          "<Mon><DD>_<HH>-<MM>-<SS>_<host>, as transformers; a resume keeps its run's)"},
     Field{"save_steps", &A::save_steps, kOptimGroup, "Save a checkpoint every N steps"},
     Field{"eval_steps", &A::eval_steps, kOptimGroup, "Evaluate every N steps (0: never)"},
     Field{"save_total_limit", &A::save_total_limit, kOptimGroup,
@@ -311,10 +318,6 @@ void add_compat_flags(CLI::App& command) {
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
         ->group(std::string(kCompatGroup));
   }
-  command.add_option("--report_to", "Accepted and ignored")
-      ->type_name("TEXT")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
-      ->group(std::string(kCompatGroup));
 }
 
 // The seed, setting by setting: 01__launch_training.sh's flags, finetune_llama.py's
@@ -533,6 +536,7 @@ void validate_training_args(const TrainingArgs& args) {
   require(args.max_seq_length <= std::numeric_limits<uint32_t>::max(),
           "--max_seq_length must be below 2^32, got " + std::to_string(args.max_seq_length));
   require_at_least("train_rows", args.train_rows, 1);
+  reports_to_tensorboard(args.report_to);  // throws on a name it does not know
   require_at_least("eval_rows", args.eval_rows, 0);
 
   require_at_least("per_device_train_batch_size", args.per_device_train_batch_size, 1);

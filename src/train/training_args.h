@@ -8,7 +8,7 @@
 // the last value (so `launch.sh "$@"` can override). Booleans accept `--bf16` alone (true) or a
 // value: true/false, t/f, yes/no, y/n, 1/0, on/off, any case. For seed-script compatibility a
 // few HF flags that change nothing here are accepted and ignored: --do_train, --zero_1,
-// --remove_unused_columns, --report_to, and --save_strategy / --logging_strategy steps,
+// --remove_unused_columns, and --save_strategy / --logging_strategy steps,
 // --optim adamw_torch (adamw_hf, adamw_torch_fused); other values of those are errors, and
 // any other unknown flag is CLI11's "not expected" error.
 #pragma once
@@ -58,6 +58,10 @@ struct TrainingArgs {
   double max_grad_norm = 1.0;  // 0: no clipping (transformers clips only when > 0)
   uint64_t seed = 42;
   int64_t logging_steps = 500;
+  // "tensorboard" (or HF's "all"): event files of every metrics line in logging_dir
+  // (train/tensorboard.h); "none": nothing. transformers 5's default.
+  std::string report_to = "none";
+  std::string logging_dir;  // "": <output_dir>/runs/<Mon><DD>_<HH>-<MM>-<SS>_<host>, as HF
   int64_t save_steps = 500;
   int64_t eval_steps = 0;        // 0: no evaluation during training
   int64_t save_total_limit = 0;  // 0: keep every checkpoint
