@@ -14,6 +14,7 @@ class ForwardingBackend : public Backend {
  public:
   const char* name() const override { return "forwarding-cpu"; }
   MemorySpace memory_space() const override { return MemorySpace::Host; }
+  Precision precision() const override { return cpu().precision(); }
   float* allocate(int64_t count) override { return cpu().allocate(count); }
   void release(float* data) override { cpu().release(data); }
   void copy(float* dst, const float* src, int64_t count) override { cpu().copy(dst, src, count); }

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "app/cli.h"
+#include "backend/backend.h"
 #include "core/error.h"
 #include "core/text.h"
 #include "data/dataset.h"
@@ -120,6 +121,19 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   options.parallel = &groups;
   options.stop_requested = [] { return g_stop_signal != 0; };
   options.base_model = args.model;
+  // --bf16 True: bf16 GEMMs through oneDNN where this build and CPU have them, else the
+  // fp32 path, said once (a flag is never silently ignored).
+  Precision precision = Precision::Fp32;
+  if (args.bf16) {
+    if (cpu_bf16_available()) {
+      precision = Precision::Bf16;
+    } else if (main_rank) {
+      std::fprintf(
+          stderr, "[train] --bf16 True: bf16 compute is unavailable here (%s); computing in fp32\n",
+          cpu_bf16_description().c_str());
+    }
+  }
+  options.backend = &cpu_backend(precision);
   Trainer trainer(args, weights, data.train, data.eval, std::move(options));
   const TrainResult result = trainer.train();
   if (!main_rank) return;

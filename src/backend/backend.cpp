@@ -5,6 +5,16 @@
 
 namespace ll {
 
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::Fp32:
+      return "fp32";
+    case Precision::Bf16:
+      return "bf16";
+  }
+  return "?";
+}
+
 void Buffer::resize(Backend& backend, int64_t count) {
   if (backend_ == &backend && count <= capacity_) {
     size_ = count;

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "backend/ops.h"
 
@@ -26,6 +27,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // What the matrix products compute in (ops.h Precision).
+  virtual Precision precision() const = 0;
 
   // ---- memory (fp32 elements) ----
   // Where allocate() puts memory: Host memory may be read and written by host code directly.
@@ -137,8 +140,14 @@ class Backend {
   virtual void zero(float* x, int64_t n) = 0;
 };
 
-// The process's CPU backend (OpenMP, AVX-512/AVX2 kernels): the reference implementation.
+// The process's CPU backend (OpenMP, AVX-512/AVX2 kernels): the fp32 reference implementation.
 Backend& cpu_backend();
+// The process's CPU backend of `precision`: Bf16 runs the matrix products through oneDNN
+// (backend/cpu/matmul_bf16.h). Throws ll::Error for Bf16 where bf16_matmul_available() is
+// false; callers check cpu_bf16_available() first and fall back with a message.
+Backend& cpu_backend(Precision precision);
+bool cpu_bf16_available();
+std::string cpu_bf16_description();  // what runs bf16 products, or why nothing does
 
 // fp32 memory of a backend, owned (RAII). Grows on resize; contents after a resize that
 // reallocates are undefined, like a fresh allocation.

@@ -19,6 +19,17 @@ enum class Transpose : uint8_t { No, Yes };
 // sums contributions from several paths does).
 enum class Accumulate : uint8_t { No, Yes };
 
+// What a backend's matrix products compute in (`--bf16`; DESIGN.md "bf16 compute"):
+//   Fp32  fp32 operands, fp32 accumulation: the reference path every golden test runs;
+//   Bf16  operands rounded to bf16 (round-to-nearest-even), fp32 accumulation, fp32 result:
+//         torch's CPU autocast for linear and matmul, without its final rounding of the
+//         product to bf16.
+// The base linear layers, the LoRA products and the LM head follow it. Attention, RMSNorm,
+// softmax, RoPE, the residual sums, the loss, every reduction, the LoRA master weights,
+// their gradients and AdamW stay fp32 in both.
+enum class Precision : uint8_t { Fp32, Bf16 };
+const char* precision_name(Precision precision);  // "fp32" | "bf16"
+
 // Where a buffer or weight lives: host memory (the CPU backend's, and a memory-mapped file)
 // or a device's memory.
 enum class MemorySpace : uint8_t { Host, Device };

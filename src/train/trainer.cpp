@@ -88,7 +88,17 @@ LoraConfig lora_config_from_args(const TrainingArgs& args) {
   return lora;
 }
 
-std::string compute_precision(const LlamaWeights& base) {
+// What the run computes in, for the logs and metrics (backend/ops.h Precision states it).
+std::string compute_precision(const LlamaWeights& base, const Backend& backend) {
+  if (backend.precision() == Precision::Bf16) {
+    const char* weights = base.embed_tokens.dtype == DType::BF16  ? "bf16 weights"
+                          : base.embed_tokens.dtype == DType::F16 ? "f16 weights"
+                                                                  : "fp32 weights";
+    return std::string(
+               "bf16 compute (bf16 GEMM operands, fp32 accumulation; attention, norms, "
+               "loss, optimizer fp32), ") +
+           weights;
+  }
   switch (base.embed_tokens.dtype) {
     case DType::BF16:
       return "bf16 weights, fp32 compute";
@@ -203,7 +213,8 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
     options_.resume.reset();  // the moments now live in the optimizer
   }
   training_args_json_ = args_.to_json();
-  training_args_json_["compute_precision"] = compute_precision(base_);
+  training_args_json_["compute_precision"] = compute_precision(base_, backend());
+  training_args_json_["compute"] = precision_name(backend().precision());
   std::optional<PeakFlops> peak = cpu_peak_flops();
   const int world_size = options_.parallel ? options_.parallel->world->size() : 1;
   if (peak && options_.parallel) {
@@ -430,7 +441,7 @@ TrainResult Trainer::train() {
                          : std::string()) +
                     "; LoRA r " + std::to_string(adapter_.config.r) + ", " +
                     format_count(static_cast<uint64_t>(lora_parameter_count())) + " parameters; " +
-                    compute_precision(base_) + "; MFU peak: " +
+                    compute_precision(base_, backend()) + "; MFU peak: " +
                     (run_log_->peak() ? run_log_->peak()->description
                                       : std::string("unknown (mfu reported as null)")));
   if (resumed) {
@@ -491,7 +502,8 @@ TrainResult Trainer::train() {
         {"train_runtime_s", seconds_since(run_start)},
         {"train_tokens_per_s", run_log_->tokens_per_s()},
         {"peak_rss_bytes", peak_rss_bytes()},
-        {"compute_precision", compute_precision(base_)}};
+        {"compute_precision", compute_precision(base_, backend())},
+        {"compute", precision_name(backend().precision())}};
     if (metrics_) metrics_->write(summary);
     if (tensorboard_) tensorboard_->write_metrics(summary);
   } else if (policy.save_at_stop(step)) {

@@ -126,6 +126,8 @@ class Trainer {
   const LoraAdapter& adapter() const { return adapter_; }  // this rank's share
   // The whole adapter's parameters (every tensor-parallel rank's share counted once).
   int64_t lora_parameter_count() const;
+  // Where the model runs: options.backend, or the fp32 CPU backend.
+  Backend& backend() const { return options_.backend ? *options_.backend : cpu_backend(); }
   const TrainerState& state() const { return state_; }
 
  private:

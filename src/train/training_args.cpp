@@ -99,8 +99,9 @@ const std::array kFields = {
     Field{"save_total_limit", &A::save_total_limit, kOptimGroup,
           "Keep only the newest N checkpoints (0: keep all)"},
     Field{"bf16", &A::bf16, kOptimGroup,
-          "Accepted and recorded (HF's flag); compute is fp32 today, bf16 weights stay bf16 (bf16 "
-          "compute: planned)"},
+          "bf16 compute as torch's CPU autocast: GEMM operands (linear layers, LoRA, LM head) in "
+          "bf16 with fp32 accumulation through oneDNN; attention, norms, loss and optimizer fp32. "
+          "Without oneDNN or AVX512_BF16/AMX: fp32, with a notice"},
     Field{"gradient_checkpointing", &A::gradient_checkpointing, kOptimGroup,
           "Recompute activations in the backward pass to save memory"},
     Field{"dataloader_drop_last", &A::dataloader_drop_last, kOptimGroup,

@@ -29,11 +29,12 @@ class CompareEval : public ::testing::Test {
               0);
     // Two optimizer steps at a high learning rate: an adapter whose B is no longer zero, and
     // the eval loss train logs for it (eval_steps 2 = at the end) on 40 held-out rows.
+    // --bf16 False: `eval` computes in fp32, so train's logged loss must come from fp32 too.
     const auto trained = run_llama_lora(
         "train --recipe sql --model " + d + "/model --data " + d + "/sql.jsonl --output_dir " + d +
         "/run --max_steps 2 --max_seq_length 128 --learning_rate 5e-2"
         " --eval_rows 40 --eval_steps 2 --save_steps 2 --per_device_train_batch_size 2"
-        " --gradient_accumulation_steps 1");
+        " --gradient_accumulation_steps 1 --bf16 False");
     ASSERT_EQ(trained.exit_code, 0) << trained.err;
   }
   static void TearDownTestSuite() {

@@ -41,6 +41,12 @@ std::vector<uint32_t> document_starts_of(std::span<const int32_t> cu_seqlens, in
 
 }  // namespace
 
+CpuBackend::CpuBackend(Precision precision) : precision_(precision) {
+  if (precision == Precision::Bf16 && !bf16_matmul_available()) {
+    fail("cpu backend", "bf16 compute is unavailable: " + bf16_matmul_description());
+  }
+}
+
 float* CpuBackend::allocate(int64_t count) {
   if (count < 0) fail("cpu backend", "negative allocation size " + std::to_string(count));
   if (count == 0) return nullptr;
@@ -70,17 +76,20 @@ void CpuBackend::download(float* host, const float* src, int64_t count) {
 void CpuBackend::gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
                       float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                       float beta, float* c, int64_t ldc) {
+  if (precision_ == Precision::Bf16) {
+    return bf16_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   cpu::gemm<float>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void CpuBackend::linear_forward(float* y, const float* x, WeightView w, int64_t tokens, int64_t in,
                                 int64_t out, Accumulate accumulate) {
-  cpu::linear_forward<float>(y, x, w, tokens, in, out, accumulate);
+  cpu::linear_forward(precision_, y, x, w, tokens, in, out, accumulate);
 }
 
 void CpuBackend::linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens,
                                        int64_t in, int64_t out, Accumulate accumulate) {
-  cpu::linear_backward_input<float>(dx, dy, w, tokens, in, out, accumulate);
+  cpu::linear_backward_input(precision_, dx, dy, w, tokens, in, out, accumulate);
 }
 
 void CpuBackend::embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
@@ -154,7 +163,7 @@ double CpuBackend::cross_entropy_forward_backward(float* dh, const float* h, Wei
                                                   int64_t chunk_tokens,
                                                   const ll::VocabShard* shard) {
   return cpu::cross_entropy_forward_backward<float>(dh, h, w_lm, labels, tokens, hidden, vocab,
-                                                    loss_scale, chunk_tokens, shard);
+                                                    loss_scale, chunk_tokens, shard, precision_);
 }
 
 void CpuBackend::cross_entropy_forward(float* loss, const float* h, WeightView w_lm,
@@ -162,12 +171,12 @@ void CpuBackend::cross_entropy_forward(float* loss, const float* h, WeightView w
                                        int64_t vocab, int64_t chunk_tokens,
                                        const ll::VocabShard* shard) {
   cpu::cross_entropy_forward<float>(loss, h, w_lm, labels, tokens, hidden, vocab, chunk_tokens,
-                                    shard);
+                                    shard, precision_);
 }
 
 void CpuBackend::lm_head_logits(float* logits, const float* h, WeightView w_lm, const int64_t* rows,
                                 int64_t n_rows, int64_t tokens, int64_t hidden, int64_t vocab) {
-  cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab);
+  cpu::lm_head_logits<float>(logits, h, w_lm, rows, n_rows, tokens, hidden, vocab, precision_);
 }
 
 WeightView CpuBackend::bind_weight(WeightView host, int64_t elements) {
@@ -203,8 +212,22 @@ void CpuBackend::zero(float* x, int64_t n) {
 namespace ll {
 
 Backend& cpu_backend() {
-  static cpu::CpuBackend backend;
+  static cpu::CpuBackend backend(Precision::Fp32);
   return backend;
+}
+
+Backend& cpu_backend(Precision precision) {
+  if (precision == Precision::Fp32) return cpu_backend();
+  static cpu::CpuBackend backend(Precision::Bf16);  // throws (each call) where unavailable
+  return backend;
+}
+
+bool cpu_bf16_available() {
+  return cpu::bf16_matmul_available();
+}
+
+std::string cpu_bf16_description() {
+  return cpu::bf16_matmul_description();
 }
 
 }  // namespace ll

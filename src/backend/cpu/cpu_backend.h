@@ -1,6 +1,7 @@
 // The CPU implementation of the Backend interface: host memory (64-byte aligned) and the fp32
-// instantiations of the ops in this folder. It is the reference every other backend is
-// compared with.
+// instantiations of the ops in this folder. The Fp32 one is the reference every other backend
+// is compared with; the Bf16 one runs the matrix products (gemm, the linear layers, the LM
+// head) through oneDNN in bf16 (matmul_bf16.h) and every other op as the Fp32 one does.
 #pragma once
 
 #include "backend/backend.h"
@@ -10,6 +11,7 @@
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/matmul_bf16.h"
 #include "backend/cpu/rope.h"
 #include "backend/cpu/weights.h"
 
@@ -17,7 +19,10 @@ namespace ll::cpu {
 
 class CpuBackend final : public Backend {
  public:
+  // Throws ll::Error for Precision::Bf16 where bf16_matmul_available() is false.
+  explicit CpuBackend(Precision precision);
   const char* name() const override { return "cpu"; }
+  Precision precision() const override { return precision_; }
   MemorySpace memory_space() const override { return MemorySpace::Host; }
 
   float* allocate(int64_t count) override;
@@ -80,6 +85,9 @@ class CpuBackend final : public Backend {
   double sum_of_squares(const float* x, int64_t n) override;
   void scale(float* x, int64_t n, float s) override;
   void zero(float* x, int64_t n) override;
+
+ private:
+  Precision precision_;
 };
 
 }  // namespace ll::cpu

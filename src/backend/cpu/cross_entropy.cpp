@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/gemm.h"
@@ -16,6 +17,29 @@ namespace ll::cpu {
 namespace {
 
 enum class Gradient : uint8_t { No, Yes };
+
+// The head's two products in `precision` (Bf16: float only).
+template <typename T>
+void head_forward(Precision precision, T* logits, const T* h, WeightView w, int64_t rows,
+                  int64_t hidden, int64_t vocab) {
+  if constexpr (std::is_same_v<T, float>) {
+    return linear_forward(precision, logits, h, w, rows, hidden, vocab, Accumulate::No);
+  } else {
+    check(precision == Precision::Fp32, "cross_entropy", "bf16 compute needs float activations");
+    linear_forward(logits, h, w, rows, hidden, vocab, Accumulate::No);
+  }
+}
+
+template <typename T>
+void head_backward(Precision precision, T* dh, const T* d_logits, WeightView w, int64_t rows,
+                   int64_t hidden, int64_t vocab) {
+  if constexpr (std::is_same_v<T, float>) {
+    return linear_backward_input(precision, dh, d_logits, w, rows, hidden, vocab, Accumulate::No);
+  } else {
+    check(precision == Precision::Fp32, "cross_entropy", "bf16 compute needs float activations");
+    linear_backward_input(dh, d_logits, w, rows, hidden, vocab, Accumulate::No);
+  }
+}
 
 void check_arguments(const int32_t* labels, int64_t tokens, int64_t hidden, int64_t vocab,
                      int64_t full_vocab, int64_t chunk_tokens) {
@@ -41,7 +65,8 @@ void check_arguments(const int32_t* labels, int64_t tokens, int64_t hidden, int6
 template <typename T>
 void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, const int32_t* labels,
                 const std::vector<int64_t>& rows, int64_t hidden, int64_t vocab, T scale,
-                int64_t chunk_tokens, Gradient gradient, const VocabShard<T>* shard) {
+                int64_t chunk_tokens, Gradient gradient, const VocabShard<T>* shard,
+                Precision precision) {
   const int64_t n_rows = static_cast<int64_t>(rows.size());
   const int64_t chunk = std::min(chunk_tokens, n_rows);
   const int64_t first = shard ? shard->first : 0;
@@ -58,7 +83,7 @@ void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, cons
     for (int64_t r = 0; r < count; ++r) {
       std::copy_n(h + rows[c0 + r] * hidden, hidden, h_chunk.data() + r * hidden);
     }
-    linear_forward(logits.data(), h_chunk.data(), w_lm, count, hidden, vocab, Accumulate::No);
+    head_forward(precision, logits.data(), h_chunk.data(), w_lm, count, hidden, vocab);
     T* row_max = stats.data();
     T* row_sum = stats.data() + count;
     T* label_logit = stats.data() + 2 * count;
@@ -100,8 +125,7 @@ void run_chunks(T* dh, std::vector<T>& losses, const T* h, WeightView w_lm, cons
       if (local >= 0 && local < vocab) row[local] -= scale;
     }
     if (gradient == Gradient::No) continue;
-    linear_backward_input(dh_chunk.data(), logits.data(), w_lm, count, hidden, vocab,
-                          Accumulate::No);
+    head_backward(precision, dh_chunk.data(), logits.data(), w_lm, count, hidden, vocab);
     for (int64_t r = 0; r < count; ++r) {
       std::copy_n(dh_chunk.data() + r * hidden, hidden, dh + rows[c0 + r] * hidden);
     }
@@ -122,7 +146,7 @@ template <typename T>
 double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const int32_t* labels,
                                       int64_t tokens, int64_t hidden, int64_t vocab,
                                       double loss_scale, int64_t chunk_tokens,
-                                      const VocabShard<T>* shard) {
+                                      const VocabShard<T>* shard, Precision precision) {
   check_arguments(labels, tokens, hidden, vocab, shard ? shard->full_vocab : vocab, chunk_tokens);
   const std::vector<int64_t> rows = labelled_rows(labels, tokens);
   // Ignored tokens contribute no loss, so their gradient is zero; labelled rows are written
@@ -132,7 +156,7 @@ double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const 
   }
   std::vector<T> losses;  // [labelled tokens] T, unscaled
   run_chunks(dh, losses, h, w_lm, labels, rows, hidden, vocab, static_cast<T>(loss_scale),
-             chunk_tokens, Gradient::Yes, shard);
+             chunk_tokens, Gradient::Yes, shard, precision);
   double total = 0.0;  // in token order, so the sum does not depend on threads or chunks
   for (T loss : losses) total += static_cast<double>(loss);
   return loss_scale * total;
@@ -141,19 +165,19 @@ double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const 
 template <typename T>
 void cross_entropy_forward(T* loss, const T* h, WeightView w_lm, const int32_t* labels,
                            int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
-                           const VocabShard<T>* shard) {
+                           const VocabShard<T>* shard, Precision precision) {
   check_arguments(labels, tokens, hidden, vocab, shard ? shard->full_vocab : vocab, chunk_tokens);
   const std::vector<int64_t> rows = labelled_rows(labels, tokens);
   std::vector<T> losses;
   run_chunks<T>(nullptr, losses, h, w_lm, labels, rows, hidden, vocab, T(1), chunk_tokens,
-                Gradient::No, shard);
+                Gradient::No, shard, precision);
   std::fill_n(loss, tokens, T(0));
   for (size_t r = 0; r < rows.size(); ++r) loss[rows[r]] = losses[r];
 }
 
 template <typename T>
 void lm_head_logits(T* logits, const T* h, WeightView w_lm, const int64_t* rows, int64_t n_rows,
-                    int64_t tokens, int64_t hidden, int64_t vocab) {
+                    int64_t tokens, int64_t hidden, int64_t vocab, Precision precision) {
   check(n_rows >= 0 && hidden > 0 && vocab > 0, "lm_head_logits",
         "bad sizes: rows=" + std::to_string(n_rows) + " hidden=" + std::to_string(hidden) +
             " vocab=" + std::to_string(vocab));
@@ -164,17 +188,18 @@ void lm_head_logits(T* logits, const T* h, WeightView w_lm, const int64_t* rows,
         "row " + std::to_string(rows[r]) + " is outside the " + std::to_string(tokens) + " tokens");
     std::copy_n(h + rows[r] * hidden, hidden, gathered.data() + r * hidden);
   }
-  linear_forward(logits, gathered.data(), w_lm, n_rows, hidden, vocab, Accumulate::No);
+  head_forward(precision, logits, gathered.data(), w_lm, n_rows, hidden, vocab);
 }
 
 #define LL_INSTANTIATE(T)                                                                       \
   template double cross_entropy_forward_backward<T>(T*, const T*, WeightView, const int32_t*,   \
                                                     int64_t, int64_t, int64_t, double, int64_t, \
-                                                    const VocabShard<T>*);                      \
+                                                    const VocabShard<T>*, Precision);           \
   template void cross_entropy_forward<T>(T*, const T*, WeightView, const int32_t*, int64_t,     \
-                                         int64_t, int64_t, int64_t, const VocabShard<T>*);      \
+                                         int64_t, int64_t, int64_t, const VocabShard<T>*,       \
+                                         Precision);                                            \
   template void lm_head_logits<T>(T*, const T*, WeightView, const int64_t*, int64_t, int64_t,   \
-                                  int64_t, int64_t);
+                                  int64_t, int64_t, Precision);
 LL_INSTANTIATE(float)
 LL_INSTANTIATE(double)
 #undef LL_INSTANTIATE

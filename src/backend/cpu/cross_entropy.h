@@ -12,9 +12,10 @@
 // W_lm gradient. Labels are already shifted (labels[t] is the target of position t), as the
 // data pipeline writes them; -100 marks a token without a loss (prompt, padding), as in torch.
 //
-// Numerics: the logits are the fp32 GEMM (double for T = double); log-sum-exp subtracts the
-// row maximum and sums exp in T. Only labelled tokens are gathered into the chunks, so the
-// prompt tokens of an SFT batch cost nothing. Each call allocates its chunk buffers
+// Numerics: the logits are the fp32 GEMM (double for T = double; with Precision::Bf16, T =
+// float only, h and W_lm rounded to bf16 with fp32 accumulation, backend/ops.h); log-sum-exp
+// subtracts the row maximum and sums exp in T. Only labelled tokens are gathered into the chunks,
+// so the prompt tokens of an SFT batch cost nothing. Each call allocates its chunk buffers
 // ([chunk_tokens, vocab] and [chunk_tokens, hidden] T).
 #pragma once
 
@@ -26,6 +27,7 @@
 namespace ll::cpu {
 
 using ll::kIgnoreLabel;  // backend/ops.h
+using ll::Precision;
 // Vocabulary parallelism: backend/ops.h VocabShardOf, for the activation type T.
 template <typename T>
 using VocabShard = ll::VocabShardOf<T>;
@@ -37,19 +39,22 @@ template <typename T>
 double cross_entropy_forward_backward(T* dh, const T* h, WeightView w_lm, const int32_t* labels,
                                       int64_t tokens, int64_t hidden, int64_t vocab,
                                       double loss_scale, int64_t chunk_tokens,
-                                      const VocabShard<T>* shard = nullptr);
+                                      const VocabShard<T>* shard = nullptr,
+                                      Precision precision = Precision::Fp32);
 
 // Evaluation: loss[tokens] = loss_t, unscaled (0 where the label is -100, as torch's
 // cross_entropy(reduction="none") gives).
 template <typename T>
 void cross_entropy_forward(T* loss, const T* h, WeightView w_lm, const int32_t* labels,
                            int64_t tokens, int64_t hidden, int64_t vocab, int64_t chunk_tokens,
-                           const VocabShard<T>* shard = nullptr);
+                           const VocabShard<T>* shard = nullptr,
+                           Precision precision = Precision::Fp32);
 
 // The logits of a few rows (generation: the last position of each sequence; tests):
 // logits[n_rows, vocab] = h[rows[r]] · W_lmᵀ. Each rows[r] must lie in [0, tokens).
 template <typename T>
 void lm_head_logits(T* logits, const T* h, WeightView w_lm, const int64_t* rows, int64_t n_rows,
-                    int64_t tokens, int64_t hidden, int64_t vocab);
+                    int64_t tokens, int64_t hidden, int64_t vocab,
+                    Precision precision = Precision::Fp32);
 
 }  // namespace ll::cpu

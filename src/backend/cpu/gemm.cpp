@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/cpu/gemm_internal.h"
+#include "backend/cpu/matmul_bf16.h"
 #include "core/error.h"
 
 namespace ll::cpu {
@@ -151,6 +152,22 @@ void linear_backward_input(T* dx, const T* dy, WeightView w, int64_t tokens, int
     gemm_packed(Transpose::No, Transpose::No, tokens, in, out, T(1), dy, out, load, in, beta, dx,
                 in);
   });
+}
+
+void linear_forward(Precision precision, float* y, const float* x, WeightView w, int64_t tokens,
+                    int64_t in, int64_t out, Accumulate accumulate) {
+  if (precision == Precision::Bf16) {
+    return bf16_linear_forward(y, x, w, tokens, in, out, accumulate);
+  }
+  linear_forward<float>(y, x, w, tokens, in, out, accumulate);
+}
+
+void linear_backward_input(Precision precision, float* dx, const float* dy, WeightView w,
+                           int64_t tokens, int64_t in, int64_t out, Accumulate accumulate) {
+  if (precision == Precision::Bf16) {
+    return bf16_linear_backward_input(dx, dy, w, tokens, in, out, accumulate);
+  }
+  linear_backward_input<float>(dx, dy, w, tokens, in, out, accumulate);
 }
 
 bool gemm_kernel_supported(GemmKernel kernel) {

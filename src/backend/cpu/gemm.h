@@ -19,6 +19,7 @@
 namespace ll::cpu {
 
 using ll::Accumulate;  // backend/ops.h
+using ll::Precision;
 using ll::Transpose;
 
 // C[m, n] = alpha · op(A) · op(B) + beta · C, row-major with leading dimensions:
@@ -41,6 +42,13 @@ void linear_forward(T* y, const T* x, WeightView w, int64_t tokens, int64_t in, 
 template <typename T>
 void linear_backward_input(T* dx, const T* dy, WeightView w, int64_t tokens, int64_t in,
                            int64_t out, Accumulate accumulate);
+
+// The linear layer in `precision` (the backend's): Fp32 is the two functions above, Bf16
+// rounds the activations (and a non-bf16 W) to bf16 and runs matmul_bf16.h's products.
+void linear_forward(Precision precision, float* y, const float* x, WeightView w, int64_t tokens,
+                    int64_t in, int64_t out, Accumulate accumulate);
+void linear_backward_input(Precision precision, float* dx, const float* dy, WeightView w,
+                           int64_t tokens, int64_t in, int64_t out, Accumulate accumulate);
 
 // GEMMs whose op(A) has at most this many rows (decode: one row per sequence) take the few-rows
 // path: B (a weight) is read where it lies and converted in registers instead of being packed,
