@@ -17,6 +17,7 @@ allowed, nproc/N OpenMP threads each) and the line adds the median share of step
 in collectives (metrics' comm_share).
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -38,6 +39,8 @@ def main():
     parser.add_argument("--batch", type=int, help="global sequences per step")
     parser.add_argument("--binary", default=BIN,
                         help="the llama-lora to run (an A/B run against another build)")
+    parser.add_argument("--bf16", choices=("True", "False"), default="True",
+                        help="--bf16 for train (True: the sql recipe's bf16 compute; False: fp32)")
     parser.add_argument("--eval_rows", type=int, default=500,
                         help="held-out rows (evaluated before and after; 0: none)")
     args = parser.parse_args()
@@ -70,9 +73,13 @@ def main():
                     "--per_device_train_batch_size", str(batch // dp),
                     "--tensor_parallel_size", str(args.tp), "--max_steps", str(args.steps),
                     "--logging_steps", "1", "--save_steps", "1000000", "--eval_rows", str(args.eval_rows),
-                    "--eval_steps", "0"], check=True, stdout=subprocess.DEVNULL,
+                    "--eval_steps", "0", "--bf16", args.bf16], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, env=env)
     steps = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    # What the run computed in (fp32, or bf16 when --bf16 True found oneDNN's bf16 path).
+    checkpoint = sorted(glob.glob(os.path.join(out, "checkpoint-*")))[-1]
+    with open(os.path.join(checkpoint, "training_args.json")) as f:
+        compute = json.load(f).get("compute", "fp32")
     steps = [s for s in steps if "tokens_per_s" in s and "step" in s and s["step"] > 2]
     print(json.dumps({"workload": args.workload, "impl": "llama-lora", "device": "cpu",
                       "tokens_per_s": round(statistics.median(s["tokens_per_s"] for s in steps), 1),
@@ -82,7 +89,7 @@ def main():
                       "ranks": args.ranks, "tp": args.tp,
                       "comm_share": (round(statistics.median(s["comm_share"] for s in steps), 3)
                                      if "comm_share" in steps[0] else None),
-                      "compute": "bf16 weights, fp32 compute"}))
+                      "compute": compute}))
 
 
 if __name__ == "__main__":
