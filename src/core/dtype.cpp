@@ -3,7 +3,55 @@
 
 #include <cmath>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LL_DTYPE_X86 1
+#endif
+
 namespace ll {
+
+namespace {
+
+void f32_to_bf16_scalar(uint16_t* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+#ifdef LL_DTYPE_X86
+// GCC 12 warns inside its own intrinsics (their _mm512_undefined_* operands).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// f32_to_bf16 on 16 lanes: the same integer rounding (bits + 0x7fff + lsb) >> 16, and NaN's top
+// half with the quiet bit set.
+[[gnu::target("avx512f")]] void f32_to_bf16_avx512(uint16_t* dst, const float* src, int64_t n) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+  const __m512i infinity = _mm512_set1_epi32(0x7f800000);
+  const __m512i bias = _mm512_set1_epi32(0x7fff);
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i quiet = _mm512_set1_epi32(0x40);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i bits = _mm512_loadu_si512(src + i);
+    const __m512i top = _mm512_srli_epi32(bits, 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, magnitude), infinity);
+    const __m512i rounding = _mm512_add_epi32(bias, _mm512_and_si512(top, one));
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, rounding), 16);
+    const __m512i result = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(top, quiet));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm512_cvtepi32_epi16(result));
+  }
+  f32_to_bf16_scalar(dst + i, src + i, n - i);
+}
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
+void f32_to_bf16_n(uint16_t* dst, const float* src, int64_t n) {
+#ifdef LL_DTYPE_X86
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return f32_to_bf16_avx512(dst, src, n);
+#endif
+  f32_to_bf16_scalar(dst, src, n);
+}
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {

@@ -36,6 +36,10 @@ inline uint16_t f32_to_bf16(float value) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+// dst[i] = f32_to_bf16(src[i]) for i < n, bit for bit; AVX-512 where the CPU has it (the bf16
+// GEMMs round every operand through this).
+void f32_to_bf16_n(uint16_t* dst, const float* src, int64_t n);
+
 float f16_to_f32(uint16_t bits);
 uint16_t f32_to_f16(float value);  // round-to-nearest-even, overflow to inf
 

@@ -81,6 +81,39 @@ TEST(Dropout, AColumnWindowDrawsTheWholeTensorsMask) {
   EXPECT_LT(dropped, rows * width);
 }
 
+TEST(Dropout, EveryElementFollowsDropoutKeeps) {
+  // The kernels test masks in an integer form, 8 at a time where the CPU has AVX-512: each
+  // element must still be exactly `dropout_keeps(key, index, p) ? float(x / (1-p)) : 0`, for
+  // lengths that leave tails, probabilities at the edges, windows, and accumulation.
+  for (const double p : {0.0, 0.05, 0.5, 0.999}) {
+    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{13}, int64_t{70001}}) {
+      std::vector<float> in(static_cast<size_t>(n)), out(in.size());
+      for (size_t i = 0; i < in.size(); ++i) in[i] = 0.25f + static_cast<float>(i % 97) * 0.37f;
+      dropout_forward(out.data(), in.data(), n, p, 0x5eedull + static_cast<uint64_t>(n));
+      std::vector<float> acc(in.size(), 3.0f);
+      dropout_backward(acc.data(), in.data(), n, p, 0x5eedull + static_cast<uint64_t>(n),
+                       Accumulate::Yes);
+      const double scale = 1.0 / (1.0 - p);
+      for (int64_t i = 0; i < n; ++i) {
+        const bool keep = dropout_keeps(0x5eedull + static_cast<uint64_t>(n), i, p);
+        const float want = keep ? static_cast<float>(in[i] * scale) : 0.0f;
+        ASSERT_EQ(out[i], want) << "p " << p << " n " << n << " element " << i;
+        ASSERT_EQ(acc[i], 3.0f + want) << "p " << p << " n " << n << " element " << i;
+      }
+    }
+  }
+  const int64_t rows = 9, cols = 1000, first = 333, width = 21;
+  std::vector<float> in(static_cast<size_t>(rows * width), 1.5f), out(in.size());
+  dropout_forward(out.data(), in.data(), rows * width, 0.3, 99, DropoutWindow{width, cols, first});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < width; ++c) {
+      const bool keep = dropout_keeps(99, r * cols + first + c, 0.3);
+      ASSERT_EQ(out[r * width + c], keep ? static_cast<float>(1.5 / 0.7) : 0.0f)
+          << "row " << r << " column " << c;
+    }
+  }
+}
+
 TEST(Dropout, RejectsBadProbability) {
   std::vector<float> x(4, 1.0f);
   EXPECT_THROW(dropout_forward(x.data(), x.data(), 4, 1.0, 0), Error);

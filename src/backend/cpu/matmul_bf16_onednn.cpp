@@ -132,7 +132,7 @@ void round_rows(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int
   for (int64_t i = 0; i < rows; ++i) {
     const float* from = src + i * ld;
     uint16_t* to = dst + i * cols;
-    for (int64_t j = 0; j < cols; ++j) to[j] = f32_to_bf16(from[j]);
+    f32_to_bf16_n(to, from, cols);
   }
 }
 
