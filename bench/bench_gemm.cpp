@@ -11,8 +11,9 @@
 // decoding a model larger than the L3, not from a warm cache. Also the LoRA weight gradient
 // dA = duᵀ·x (r = 8 rows, k = --tokens), the one training GEMM with few rows.
 //
-//   ./build/release/bench/bench_gemm [--mode train|decode|all] [--tokens 2048] [--reps 5]
+//   ./build/release/bench/bench_gemm [--mode train|decode|lora|all] [--tokens 2048] [--reps 5]
 //                                    [--kernel auto|all|NAME] [--rows 1,4,8] [--few_rows N]
+// --mode lora: one LoRA target's six thin products (rank 8) in fp32 and bf16 through oneDNN.
 // --few_rows sets the threshold of the few-rows runs (default gemm.h's), to measure where the
 // packed path catches up.
 #include <omp.h>
@@ -29,6 +30,7 @@
 
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/matmul_bf16.h"
 #include "core/dtype.h"
 
 namespace {
@@ -100,6 +102,53 @@ void print_line(const char* op, const char* name, int64_t m, int64_t n, int64_t 
       timing.median_s * 1e3, flops / timing.median_s * 1e-9, timing.best_s * 1e3,
       flops / timing.best_s * 1e-9);
   std::fflush(stdout);
+}
+
+// ---- lora: the six thin products of one LoRA target (rank r) -----------------------------
+// forward u = x·Aᵀ, y += s·u·Bᵀ; backward dB += s·dyᵀ·u, du = s·dy·B, dA += duᵀ·x, dx += du·A;
+// each through fp32 gemm and oneDNN's bf16 matmul (operands rounded in a separate pass).
+void run_lora_cases(int64_t tokens, int reps) {
+  struct Target {
+    const char* name;
+    int64_t in, out;
+  };
+  const int64_t r = 8;
+  for (const Target& t : {Target{"q_proj", 576, 576}, Target{"k_proj", 576, 192},
+                          Target{"gate_proj", 576, 1536}, Target{"down_proj", 1536, 576}}) {
+    const std::vector<float> x = random_floats(static_cast<size_t>(tokens * t.in), 1);
+    const std::vector<float> dy = random_floats(static_cast<size_t>(tokens * t.out), 2);
+    const std::vector<float> a = random_floats(static_cast<size_t>(r * t.in), 3);
+    const std::vector<float> b = random_floats(static_cast<size_t>(t.out * r), 4);
+    std::vector<float> u(static_cast<size_t>(tokens * r)), du(u.size());
+    std::vector<float> y(static_cast<size_t>(tokens * t.out)), dx(x.size());
+    std::vector<float> da(a.size()), db(b.size());
+    using ll::Transpose;
+    using Gemm = void (*)(Transpose, Transpose, int64_t, int64_t, int64_t, float, const float*,
+                          int64_t, const float*, int64_t, float, float*, int64_t);
+    const auto step = [&](Gemm g) {
+      const Transpose N = Transpose::No, T = Transpose::Yes;
+      g(N, T, tokens, r, t.in, 1.0f, x.data(), t.in, a.data(), t.in, 0.0f, u.data(), r);
+      g(N, T, tokens, t.out, r, 2.0f, u.data(), r, b.data(), r, 1.0f, y.data(), t.out);
+      g(T, N, t.out, r, tokens, 2.0f, dy.data(), t.out, u.data(), r, 1.0f, db.data(), r);
+      g(N, N, tokens, r, t.out, 2.0f, dy.data(), t.out, b.data(), r, 0.0f, du.data(), r);
+      g(T, N, r, t.in, tokens, 1.0f, du.data(), r, x.data(), t.in, 1.0f, da.data(), t.in);
+      g(N, N, tokens, t.in, r, 1.0f, du.data(), r, a.data(), t.in, 1.0f, dx.data(), t.in);
+    };
+    // 3 products against `in` and 3 against `out`, 2·tokens·r multiply-adds per feature each.
+    const double per_feature = 2.0 * static_cast<double>(tokens) * static_cast<double>(r);
+    const double flops = 3.0 * per_feature * static_cast<double>(t.in + t.out);
+    struct Impl {
+      const char* name;
+      Gemm gemm;
+    };
+    std::vector<Impl> impls = {{"fp32", ll::cpu::gemm<float>}};
+    if (ll::cpu::bf16_matmul_available()) impls.push_back({"bf16_onednn", ll::cpu::bf16_gemm});
+    for (const Impl& impl : impls) {
+      const Timing timing = time_runs(reps, [&] { step(impl.gemm); });
+      print_line("lora_step", (std::string(t.name) + "/" + impl.name).c_str(), tokens, t.out, t.in,
+                 "-", timing, flops);
+    }
+  }
 }
 
 // ---- decode: a few token rows -------------------------------------------------------------
@@ -311,8 +360,12 @@ int main(int argc, char** argv) {
         }
       }
     }
+    if (mode == "lora") {
+      run_lora_cases(tokens, reps);
+      return 0;
+    }
     if (mode != "train" && mode != "decode" && mode != "all") {
-      throw std::runtime_error("--mode must be train, decode or all, got " + mode);
+      throw std::runtime_error("--mode must be train, decode, lora or all, got " + mode);
     }
     std::vector<GemmKernel> kernels;
     for (GemmKernel k : {GemmKernel::Avx512, GemmKernel::Avx2, GemmKernel::Portable}) {

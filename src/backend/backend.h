@@ -30,6 +30,13 @@ class Backend {
   // What the matrix products compute in (ops.h Precision).
   virtual Precision precision() const = 0;
 
+  // ---- regions (profiling; backend/profiling_backend.h) ----
+  // The model names what its next ops belong to ("q_proj", "attention", "backward"); regions
+  // nest. Backends that do not profile ignore them (a device backend may forward them to its
+  // profiler's ranges). Use BackendRegion rather than calling these in pairs by hand.
+  virtual void push_region(const char* region) { (void)region; }
+  virtual void pop_region() {}
+
   // ---- memory (fp32 elements) ----
   // Where allocate() puts memory: Host memory may be read and written by host code directly.
   virtual MemorySpace memory_space() const = 0;
@@ -148,6 +155,20 @@ Backend& cpu_backend();
 Backend& cpu_backend(Precision precision);
 bool cpu_bf16_available();
 std::string cpu_bf16_description();  // what runs bf16 products, or why nothing does
+
+// A region for the lifetime of the object (Backend::push_region).
+class BackendRegion {
+ public:
+  BackendRegion(Backend& backend, const char* region) : backend_(backend) {
+    backend_.push_region(region);
+  }
+  ~BackendRegion() { backend_.pop_region(); }
+  BackendRegion(const BackendRegion&) = delete;
+  BackendRegion& operator=(const BackendRegion&) = delete;
+
+ private:
+  Backend& backend_;
+};
 
 // fp32 memory of a backend, owned (RAII). Grows on resize; contents after a resize that
 // reallocates are undefined, like a fresh allocation.

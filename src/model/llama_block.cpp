@@ -70,6 +70,7 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
   const auto project = [&](LoraTarget target, WeightView weight, const float* in,
                            int64_t in_features, float* y, int64_t out_features,
                            Accumulate accumulate) {
+    const BackendRegion region(be, lora_target_name(target).data());  // a string literal
     be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {

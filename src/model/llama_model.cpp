@@ -219,6 +219,7 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
   const auto project_back = [&](LoraTarget target, WeightView weight, const float* in,
                                 int64_t in_features, const float* dy, int64_t out_features,
                                 float* dx_in, Accumulate accumulate) {
+    const BackendRegion region(be, lora_target_name(target).data());  // a string literal
     be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
@@ -321,15 +322,23 @@ void LlamaLoraModel::final_norm(const TokenBatch& batch) {
 
 double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_scale) {
   const LlamaConfig& c = base_.config;
-  forward_layers(batch, ForwardMode::Train);
+  {
+    const BackendRegion region(backend_, "forward");
+    forward_layers(batch, ForwardMode::Train);
+  }
   const int64_t n = batch.tokens();
   Buffer& d_hidden = work_->d_hidden;
   d_hidden.resize(backend_, n * c.hidden_size);
   const VocabShard* shard = vocab_shard();
-  const double loss = backend_.cross_entropy_forward_backward(
-      d_hidden.data(), final_hidden_.data(), weights_->lm_head, batch.targets.data(), n,
-      c.hidden_size, lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
-  if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
+  double loss = 0;
+  {
+    const BackendRegion region(backend_, "lm_head");
+    loss = backend_.cross_entropy_forward_backward(
+        d_hidden.data(), final_hidden_.data(), weights_->lm_head, batch.targets.data(), n,
+        c.hidden_size, lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
+    if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
+  }
+  const BackendRegion backward(backend_, "backward");
   Buffer& d_x = work_->d_x;
   d_x.resize(backend_, n * c.hidden_size);
   backend_.rmsnorm_backward(d_x.data(), d_hidden.data(), layer_inputs_.back().data(),
@@ -343,6 +352,7 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
       // Recompute this layer's activations from its saved input (same dropout masks: they
       // are a pure function of seed, layer and element).
       discard.resize(backend_, n * c.hidden_size);
+      const BackendRegion region(backend_, "recompute");
       layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(), discard.data(), acts);
     }
     layer_backward(i, batch, d_x.data(), d_prev.data(), acts);

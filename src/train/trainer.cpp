@@ -199,6 +199,10 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   model_options.checkpointing =
       args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
   if (tp_size() > 1) model_options.tensor_parallel = options_.parallel->tp.get();
+  if (args_.profile) {
+    profiler_ = std::make_unique<ProfilingBackend>(backend());
+    options_.backend = profiler_.get();
+  }
   model_options.backend = options_.backend;
   // The parameter store lives where the model runs.
   if (options_.backend != nullptr && &adapter_.backend() != options_.backend) {
@@ -267,6 +271,7 @@ StepRecord Trainer::run_step() {
     }
   }
 
+  if (profiler_) profiler_->reset();  // drops the ops of evals and saves between steps
   const auto start = Clock::now();
   Communicator* world = options_.parallel ? options_.parallel->world : nullptr;
   const double comm_before = world ? world->seconds_in_collectives() : 0;
@@ -287,15 +292,28 @@ StepRecord Trainer::run_step() {
   if (dp_size() > 1) options_.parallel->dp->all_reduce(&loss, 1, ReduceOp::Sum);
   if (!std::isfinite(loss)) fail_not_finite(step + 1, "loss", loss);
   reduce_gradients();
-  const double grad_norm =
-      optimizer_->clip_gradients(tp_size() > 1 ? options_.parallel->tp.get() : nullptr);
-  if (!std::isfinite(grad_norm)) fail_not_finite(step + 1, "grad norm", grad_norm);
-  const double lr =
-      scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_, state_.total_steps);
-  optimizer_->step(lr);
+  double lr = 0;
+  double grad_norm = 0;
+  {
+    const BackendRegion region(backend(), "optimizer");
+    grad_norm = optimizer_->clip_gradients(tp_size() > 1 ? options_.parallel->tp.get() : nullptr);
+    if (!std::isfinite(grad_norm)) fail_not_finite(step + 1, "grad norm", grad_norm);
+    lr = scheduled_lr(schedule_, args_.learning_rate, step, warmup_steps_, state_.total_steps);
+    optimizer_->step(lr);
+  }
   StepCost cost;
   cost.seconds = seconds_since(start);
   cost.comm_seconds = world ? world->seconds_in_collectives() - comm_before : 0;
+  if (profiler_ && ++steps_this_run_ > 1) {  // the first step creates primitives and buffers
+    for (const auto& [key, time] : profiler_->profile()) {
+      OpTime& sum = profile_sum_[key];
+      sum.seconds += time.seconds;
+      sum.calls += time.calls;
+    }
+    ++profiled_.steps;
+    profiled_.seconds += cost.seconds;
+    profiled_.comm_seconds += cost.comm_seconds;
+  }
 
   ++state_.global_step;
   state_.data_epoch = state_.global_step / state_.steps_per_epoch;
@@ -504,6 +522,16 @@ TrainResult Trainer::train() {
         {"peak_rss_bytes", peak_rss_bytes()},
         {"compute_precision", compute_precision(base_, backend())},
         {"compute", precision_name(backend().precision())}};
+    if (profiler_) {
+      if (profiled_.steps > 0) {
+        summary["profile"] = step_profile_json(profile_sum_, profiled_);
+        for (const std::string& line : step_profile_table(summary["profile"])) {
+          progress_.message(line);
+        }
+      } else {
+        progress_.message("[profile] nothing profiled: the run took fewer than 2 steps");
+      }
+    }
     if (metrics_) metrics_->write(summary);
     if (tensorboard_) tensorboard_->write_metrics(summary);
   } else if (policy.save_at_stop(step)) {

@@ -52,6 +52,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/profiling_backend.h"
 #include "data/packing.h"
 #include "model/llama_model.h"
 #include "train/checkpoint.h"
@@ -60,6 +61,7 @@
 #include "train/optimizer.h"
 #include "train/run_log.h"
 #include "train/step_plan.h"
+#include "train/step_profile.h"
 #include "train/tensorboard.h"
 #include "train/training_args.h"
 
@@ -152,6 +154,12 @@ class Trainer {
   const TokenSequences& train_;
   const TokenSequences& eval_;
   TrainerOptions options_;
+  // --profile: wraps the backend the model runs on (options_.backend points at it); declared
+  // before everything that holds the backend's memory.
+  std::unique_ptr<ProfilingBackend> profiler_;
+  OpProfile profile_sum_;  // over the steady-state steps
+  ProfiledSteps profiled_;
+  int64_t steps_this_run_ = 0;
   StepPlan plan_;  // what each step trains on
   LrSchedule schedule_;
   int64_t warmup_steps_ = 0;

@@ -102,6 +102,10 @@ const std::array kFields = {
           "bf16 compute as torch's CPU autocast: GEMM operands (linear layers, LoRA, LM head) in "
           "bf16 with fp32 accumulation through oneDNN; attention, norms, loss and optimizer fp32. "
           "Without oneDNN or AVX512_BF16/AMX: fp32, with a notice"},
+    Field{"profile", &A::profile, kOptimGroup,
+          "Time every backend op of the steady-state steps (all but the first) by phase and "
+          "projection; printed at the end and written as the summary's \"profile\" in "
+          "metrics.jsonl"},
     Field{"gradient_checkpointing", &A::gradient_checkpointing, kOptimGroup,
           "Recompute activations in the backward pass to save memory"},
     Field{"dataloader_drop_last", &A::dataloader_drop_last, kOptimGroup,

@@ -66,6 +66,7 @@ struct TrainingArgs {
   int64_t eval_steps = 0;        // 0: no evaluation during training
   int64_t save_total_limit = 0;  // 0: keep every checkpoint
   bool bf16 = false;
+  bool profile = false;  // per-op time breakdown of the steady-state steps (--profile)
   bool gradient_checkpointing = false;
   bool dataloader_drop_last = false;
   bool overwrite_output_dir = false;

@@ -307,6 +307,50 @@ TEST(Trainer, StepsAfterTheFirstAllocateNothingOnTheBackend) {
   }
 }
 
+TEST(Trainer, ProfileTimesTheSteadyStateStepsWithoutChangingThem) {
+  // --profile wraps the backend: the same losses and gradient norms bit for bit, and the
+  // summary line of metrics.jsonl carries the op times of every step but the first.
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "plain");
+  args.max_steps = 4;
+  args.gradient_checkpointing = true;  // the recompute phase too
+  const TrainResult plain = train_with(args);
+  args.output_dir = (out / "profiled").string();
+  args.profile = true;
+  const TrainResult profiled = train_with(args);
+  ASSERT_EQ(profiled.steps.size(), plain.steps.size());
+  for (size_t i = 0; i < plain.steps.size(); ++i) {
+    EXPECT_EQ(profiled.steps[i].loss, plain.steps[i].loss) << "step " << i + 1;
+    EXPECT_EQ(profiled.steps[i].grad_norm, plain.steps[i].grad_norm) << "step " << i + 1;
+  }
+
+  const auto lines = read_lines(out / "profiled" / "metrics.jsonl");
+  ASSERT_FALSE(lines.empty());
+  const nlohmann::json& summary = lines.back();
+  ASSERT_TRUE(summary.contains("profile")) << summary.dump();
+  const nlohmann::json& profile = summary["profile"];
+  EXPECT_EQ(profile["steps"], 3);
+  for (const char* phase : {"forward", "lm_head", "backward", "recompute", "optimizer"}) {
+    ASSERT_TRUE(profile["phases"].contains(phase)) << phase;
+    EXPECT_GT(profile["phases"][phase].get<double>(), 0.0) << phase;
+  }
+  bool q_proj_forward = false;
+  double in_ops = 0;
+  for (const nlohmann::json& op : profile["ops"]) {
+    in_ops += op["s_per_step"].get<double>();
+    if (op["phase"] == "forward" && op["module"] == "q_proj" && op["op"] == "linear_forward") {
+      q_proj_forward = true;
+      // Once per layer per accumulated micro-batch.
+      EXPECT_EQ(op["calls_per_step"].get<double>(),
+                static_cast<double>(tiny().weights->config.num_hidden_layers *
+                                    args.gradient_accumulation_steps));
+    }
+  }
+  EXPECT_TRUE(q_proj_forward);
+  EXPECT_LE(in_ops, profile["step_s"].get<double>());  // ops run inside the step's wall time
+  EXPECT_FALSE(lines.front().contains("profile"));     // only the summary has it
+}
+
 TEST(Trainer, SaveTotalLimitKeepsTheNewestCheckpoints) {
   test::TempDir out;
   TrainingArgs args = small_args(out / "run");
