@@ -18,7 +18,7 @@
 namespace ll {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 std::string render(const std::string& source, const json& variables = json::object()) {
   return jinja::Template(source, "t").render(variables);
@@ -44,6 +44,52 @@ TEST(Jinja, PrintsLikePython) {
   EXPECT_EQ(render("{{ \"it's\" }} {{ ['it\\'s'] }}"), "it's [\"it's\"]");
 }
 
+// Expected strings below are what jinja2 3.1.6 renders (ImmutableSandboxedEnvironment with
+// transformers' trim_blocks/lstrip_blocks).
+TEST(Jinja, TuplesAreTuples) {
+  EXPECT_EQ(render("{{ ('a', 1) }}"), "('a', 1)");
+  EXPECT_EQ(render("{{ (1,) }}|{{ () }}|{{ (1, (2, 3), [4]) }}"), "(1,)|()|(1, (2, 3), [4])");
+  EXPECT_EQ(render("{% set t = 1, 2 %}{{ t }}|{{ 1, 2 }}"), "(1, 2)|(1, 2)");
+  EXPECT_EQ(render("{{ {'b': 1, 'a': 2}.items() | list }}"), "[('b', 1), ('a', 2)]");
+  EXPECT_EQ(
+      render("{{ (1, 2) | tojson }}|{{ (1, 2) | string }}|{{ [(1, 'a')] }}|{{ {'k': (1,)} }}"),
+      "[1, 2]|(1, 2)|[(1, 'a')]|{'k': (1,)}");
+  // == as Python: a tuple equals a tuple, never a list.
+  EXPECT_EQ(render("{{ (1, 2) == (1, 2) }}{{ (1, 2) == [1, 2] }}{{ (1, 2) != [1, 2] }}"
+                   "{{ (1, 2) in [(1, 2)] }}{{ [1, 2] in [(1, 2)] }}{{ 'a' in ('a', 'b') }}"),
+            "TrueFalseTrueTrueFalseTrue");
+  // Iterated, indexed, sliced (still a tuple), measured like lists.
+  EXPECT_EQ(
+      render("{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}{% for x in (5, "
+             "6) %}{{ x }}{% endfor %}{{ (7, 8)[1] }}{{ (7, 8, 9)[1:] }}{{ (1, 2) | length }}"),
+      "1234568(8, 9)2");
+  EXPECT_EQ(render("{{ (1, 2)[::-1] }}|{{ (1, 2) + (3,) }}|{{ (1, 2) * 2 }}|{{ (1, 2) | list }}|"
+                   "{{ (1, 2) < (1, 3) }}"),
+            "(2, 1)|(1, 2, 3)|(1, 2, 1, 2)|[1, 2]|True");
+  EXPECT_EQ(render("{% for x in 1, 2 %}{{ x }}{% endfor %}|{% for x in 1, 2, 3 if x != 2 %}{{ x }}"
+                   "{% endfor %}"),
+            "12|13");
+  const std::string mixed = test::error_of([] { render("{{ (1,) + [1] }}"); });
+  EXPECT_NE(mixed.find("can only concatenate tuple (not \"list\") to tuple"), std::string::npos)
+      << mixed;
+  const std::string order = test::error_of([] { render("{{ [1] < (1,) }}"); });
+  EXPECT_NE(order.find("'<' not supported between instances of 'list' and 'tuple'"),
+            std::string::npos)
+      << order;
+  // repr() of an Undefined inside a container, as jinja2's Undefined.
+  EXPECT_EQ(render("{{ [x] }}|{{ {'a': x} }}"), "[Undefined]|{'a': Undefined}");
+}
+
+TEST(Jinja, DictsKeepTheirKeyOrder) {
+  // The variables' objects keep their order (ordered_json), as json.loads gives Python.
+  const json vars = {{"d", json::parse(R"({"b": 1, "a": {"z": 1, "y": 2}})")}};
+  EXPECT_EQ(render("{{ d.items() | list }}|{{ d | items | list }}|{{ d }}|{{ d | tojson }}", vars),
+            "[('b', 1), ('a', {'z': 1, 'y': 2})]|[('b', 1), ('a', {'z': 1, 'y': 2})]|"
+            "{'b': 1, 'a': {'z': 1, 'y': 2}}|{\"b\": 1, \"a\": {\"z\": 1, \"y\": 2}}");
+  EXPECT_EQ(render("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", vars),
+            "b=1;a={'z': 1, 'y': 2};");
+}
+
 TEST(Jinja, WhitespaceControlAsTransformers) {
   // trim_blocks: the newline after a block tag goes; lstrip_blocks: indentation before it goes.
   EXPECT_EQ(render("a\n  {% if true %}\nb\n  {% endif %}\nc"), "a\nb\nc");
@@ -61,6 +107,17 @@ TEST(Jinja, ScopingAndLoops) {
                    "%}{{ ns.x }}"),
             "2");
   EXPECT_EQ(render("{% if true %}{% set x = 3 %}{% endif %}{{ x }}"), "3");
+  // Each iteration is a fresh scope: a `set` in one is gone in the next; before its `set`, an
+  // iteration sees the outer value.
+  EXPECT_EQ(render("{% for i in [1, 2] %}{% if i == 1 %}{% set x = 5 %}{% endif %}[{{ x }}]"
+                   "{% endfor %}"),
+            "[5][]");
+  EXPECT_EQ(render("{% for i in [1, 2] %}{% if i == 1 %}{% set x = 5 %}{% endif %}"
+                   "[{{ x is defined }}]{% endfor %}"),
+            "[True][False]");
+  EXPECT_EQ(
+      render("{% set x = 0 %}{% for i in [1, 2] %}[{{ x }}]{% set x = i %}{% endfor %}{{ x }}"),
+      "[0][0]0");
   EXPECT_EQ(render("{% for i in [1, 2, 3] %}{{ loop.index0 }}{{ loop.index }}{{ loop.revindex }}"
                    "{{ loop.first }}{{ loop.last }}{{ loop.length }};{% endfor %}"),
             "013TrueFalse3;122FalseFalse3;231FalseTrue3;");
@@ -101,6 +158,10 @@ TEST(Jinja, ExpressionsFiltersAndTests) {
              "{{ {} is mapping }}{{ 1 is number }}{{ true is boolean }}",
              vars),
       "TrueTrueFalseTrueTrueTrueTrue");
+  // A test's one argument without parentheses may be a list or dict literal.
+  EXPECT_EQ(render("{{ 1 is in [1, 2] }}{{ 3 is in [1, 2] }}{{ 'a' is in {'a': 1} }}"
+                   "{{ 1 is not in [1] }}{{ x is in [1, 2] }}"),
+            "TrueFalseTrueFalseFalse");
   EXPECT_EQ(render("{{ 'abc'[::-1] }}{{ 'héllo'[1:3] }}{{ 'x' ~ 1 ~ none }}{{ 'b' in 'abc' }}{{ 3 "
                    "not in [1] }}"),
             "cbaélx1NoneTrueTrue");
@@ -167,6 +228,9 @@ TEST(Jinja, StrftimeNowReadsTheFixedDate) {
   const jinja::RenderOptions options = fixture_date_options();
   EXPECT_EQ(jinja::Template("{{ strftime_now('%d %b %Y') }}", "t").render(json::object(), options),
             "05 Dec 2026");
+  // The weekday and day of the year come from the date (2026-12-05 is a Saturday, day 339).
+  EXPECT_EQ(jinja::Template("{{ strftime_now('%A %a %j') }}", "t").render(json::object(), options),
+            "Saturday Sat 339");
 }
 
 // Every case of the transformers fixture, string for string.

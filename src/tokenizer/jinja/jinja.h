@@ -43,7 +43,10 @@ class Template {
   Template& operator=(Template&&) noexcept;
 
   // Renders with `variables` (a JSON object: messages, add_generation_prompt, bos_token, ...).
-  std::string render(const nlohmann::json& variables, const RenderOptions& options = {}) const;
+  // ordered_json: the templates print dicts and tojson them, so key order is part of the
+  // output (a plain nlohmann::json would have sorted the keys already).
+  std::string render(const nlohmann::ordered_json& variables,
+                     const RenderOptions& options = {}) const;
 
   const std::string& name() const { return name_; }
 

@@ -51,6 +51,7 @@ enum class ExprKind {
   Literal,    // value
   Name,       // name
   List,       // items
+  Tuple,      // items, as a Python tuple
   Dict,       // items: key, value, key, value, ...
   Attribute,  // items[0].name
   Item,       // items[0][items[1]]

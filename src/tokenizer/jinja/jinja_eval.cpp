@@ -1,7 +1,8 @@
 // Renders a parsed template: statements write into the output, expressions evaluate to Values.
-// Scoping follows Jinja: a `for` body is its own scope (a `set` inside it is gone after the
-// loop; namespace() objects carry state out), `if` is not. Every statement and expression is
-// a step; steps, output bytes and macro call depth are bounded (RenderLimits).
+// Scoping follows Jinja: a `for` body is its own scope, fresh for each iteration (a `set`
+// inside it is gone in the next iteration and after the loop; namespace() objects carry state
+// out), `if` is not. Every statement and expression is a step; steps, output bytes and macro
+// call depth are bounded (RenderLimits).
 #include <ctime>
 #include <unordered_map>
 
@@ -27,7 +28,7 @@ class Renderer {
  public:
   Renderer(const SourceMap& map, const RenderOptions& options) : map_(map), options_(options) {}
 
-  std::string render(const Program& program, const nlohmann::json& variables) {
+  std::string render(const Program& program, const nlohmann::ordered_json& variables) {
     frames_.emplace_back();
     install_globals();
     for (const auto& [key, value] : variables.items()) frames_[0][key] = Value::from_json(value);
@@ -192,6 +193,8 @@ class Renderer {
     for (int64_t i = 0; i < n; ++i) {
       step(s.offset);
       const size_t u = static_cast<size_t>(i);
+      // Each iteration is a fresh scope: a `set` in one is gone in the next, as in Jinja.
+      frames_.back().clear();
       bind_targets(s.targets, items[u], s.offset);
       Entries loop = {
           {"index0", Value::from(i)},
@@ -271,10 +274,12 @@ class Renderer {
         return e.value;
       case ExprKind::Name:
         return lookup(e.name);
-      case ExprKind::List: {
+      case ExprKind::List:
+      case ExprKind::Tuple: {
         Items items;
         for (const auto& item : e.items) items.push_back(eval(*item));
-        return Value::from(std::move(items));
+        return e.kind == ExprKind::Tuple ? Value::tuple_of(std::move(items))
+                                         : Value::from(std::move(items));
       }
       case ExprKind::Dict: {
         Entries items;
@@ -310,7 +315,7 @@ class Renderer {
         Args args = eval_args(e, 1);
         require_defined(callee);
         if (callee.kind != Kind::Function)
-          throw EvalError(std::string("'") + kind_name(callee.kind) + "' object is not callable");
+          throw EvalError(std::string("'") + type_name(callee) + "' object is not callable");
         return (*callee.function)(args);
       }
       case ExprKind::Filter: {
@@ -411,7 +416,10 @@ void Renderer::install_globals() {
       throw EvalError("strftime_now needs a format string");
     std::tm now{};
     if (fixed) {
+      // timegm fills in the weekday and day of the year (%A, %j) from the date.
       now = *fixed;
+      const std::time_t t = timegm(&now);
+      gmtime_r(&t, &now);
     } else {
       const std::time_t t = std::time(nullptr);
       localtime_r(&t, &now);
@@ -444,7 +452,8 @@ Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;
 Template& Template::operator=(Template&&) noexcept = default;
 
-std::string Template::render(const nlohmann::json& variables, const RenderOptions& options) const {
+std::string Template::render(const nlohmann::ordered_json& variables,
+                             const RenderOptions& options) const {
   check(variables.is_object(), "jinja", name_ + ": the variables must be a JSON object");
   const SourceMap map(name_, source_);
   return Renderer(map, options).render(*program_, variables);

@@ -93,7 +93,7 @@ Value items_of(const Value& input) {
   if (input.is_undefined()) return Value::from(Items{});
   if (!input.is_mapping()) throw EvalError("items: can only get item pairs from a mapping");
   Items out;
-  for (const auto& [k, v] : *input.dict) out.push_back(Value::from(Items{Value::from(k), v}));
+  for (const auto& [k, v] : *input.dict) out.push_back(Value::tuple_of(Items{Value::from(k), v}));
   return Value::from(std::move(out));
 }
 

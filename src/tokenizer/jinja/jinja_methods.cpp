@@ -147,7 +147,8 @@ Value dict_method(const Value& self, const std::string& name) {
   if (name == "items") {
     return bound([self](Args&) {
       Items out;
-      for (const auto& [k, v] : *self.dict) out.push_back(Value::from(Items{Value::from(k), v}));
+      for (const auto& [k, v] : *self.dict)
+        out.push_back(Value::tuple_of(Items{Value::from(k), v}));
       return Value::from(std::move(out));
     });
   }
@@ -284,7 +285,7 @@ Value get_slice(const Value& object, const Value& start, const Value& stop, cons
     Items out;
     for (size_t i : slice_indices(object.list->size(), start, stop, step))
       out.push_back((*object.list)[i]);
-    return Value::from(std::move(out));
+    return object.tuple ? Value::tuple_of(std::move(out)) : Value::from(std::move(out));
   }
   if (object.is_string()) {
     const std::u32string chars = decode_utf8(object.text);

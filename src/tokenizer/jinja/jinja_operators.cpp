@@ -1,7 +1,8 @@
 // Jinja's binary operators with Python's semantics: `+` adds numbers and joins strings or
 // lists (never a string and a number), `~` joins str() of both, `/` is true division, `//` and
 // `%` floor like Python, comparisons order numbers, strings (code point order = UTF-8 byte
-// order) and lists. An Undefined operand raises, as jinja2's Undefined does.
+// order) and lists (or tuples, not one with the other). An Undefined operand raises, as jinja2's
+// Undefined does.
 #include <cmath>
 
 #include "tokenizer/jinja/jinja_builtins.h"
@@ -23,8 +24,8 @@ double real_of(const Value& v) {
 }
 
 [[noreturn]] void unsupported(const char* op, const Value& a, const Value& b) {
-  throw EvalError(std::string("unsupported operand type(s) for ") + op + ": '" + kind_name(a.kind) +
-                  "' and '" + kind_name(b.kind) + "'");
+  throw EvalError(std::string("unsupported operand type(s) for ") + op + ": '" + type_name(a) +
+                  "' and '" + type_name(b) + "'");
 }
 
 Value repeat(const Value& sequence, int64_t times) {
@@ -42,7 +43,7 @@ Value repeat(const Value& sequence, int64_t times) {
   Items out;
   for (int64_t i = 0; i < n; ++i)
     out.insert(out.end(), sequence.list->begin(), sequence.list->end());
-  return Value::from(std::move(out));
+  return sequence.tuple ? Value::tuple_of(std::move(out)) : Value::from(std::move(out));
 }
 
 // -1, 0, 1 for a < b, a == b, a > b; throws for values Python cannot order.
@@ -53,7 +54,7 @@ int compare(const Value& a, const Value& b, const char* op) {
     return x < y ? -1 : x > y;
   }
   if (a.is_string() && b.is_string()) return a.text < b.text ? -1 : a.text > b.text;
-  if (a.kind == Kind::List && b.kind == Kind::List) {
+  if (a.kind == Kind::List && b.kind == Kind::List && a.tuple == b.tuple) {
     const size_t n = std::min(a.list->size(), b.list->size());
     for (size_t i = 0; i < n; ++i) {
       if (!equal((*a.list)[i], (*b.list)[i])) return compare((*a.list)[i], (*b.list)[i], op);
@@ -62,8 +63,8 @@ int compare(const Value& a, const Value& b, const char* op) {
   }
   require_defined(a);
   require_defined(b);
-  throw EvalError(std::string("'") + op + "' not supported between instances of '" +
-                  kind_name(a.kind) + "' and '" + kind_name(b.kind) + "'");
+  throw EvalError(std::string("'") + op + "' not supported between instances of '" + type_name(a) +
+                  "' and '" + type_name(b) + "'");
 }
 
 }  // namespace
@@ -108,9 +109,14 @@ Value apply_binary(BinaryOp op, const Value& a, const Value& b) {
         return Value::from(a.text + b.text);
       }
       if (a.kind == Kind::List && b.kind == Kind::List) {
+        // A list and a tuple do not add: Python's TypeError.
+        if (a.tuple != b.tuple) {
+          throw EvalError(std::string("can only concatenate ") + type_name(a) + " (not \"" +
+                          type_name(b) + "\") to " + type_name(a));
+        }
         Items out = *a.list;
         out.insert(out.end(), b.list->begin(), b.list->end());
-        return Value::from(std::move(out));
+        return a.tuple ? Value::tuple_of(std::move(out)) : Value::from(std::move(out));
       }
       unsupported("+", a, b);
     case BinaryOp::Sub:

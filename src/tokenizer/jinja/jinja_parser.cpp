@@ -102,7 +102,7 @@ class Parser {
       } else if (t.kind == TokenKind::OutputBegin) {
         next();
         auto stmt = make(StmtKind::Output, t.offset);
-        stmt->expr = parse_expression();
+        stmt->expr = parse_tuple_or_expression();
         if (peek().kind != TokenKind::OutputEnd) unexpected("'}}'");
         next();
         body.push_back(std::move(stmt));
@@ -193,7 +193,7 @@ class Parser {
       stmt->targets.push_back(expect_name());
     } while (accept_op(","));
     if (!accept_name("in")) unexpected("'in'");
-    stmt->expr = parse_or_ternary(TernaryPolicy::Forbid);
+    stmt->expr = parse_tuple_or_expression(TernaryPolicy::Forbid);
     if (accept_name("if")) stmt->conditions.push_back(parse_or_ternary(TernaryPolicy::Forbid));
     if (accept_name("recursive")) map_.fail_at(at, "recursive for loops are not supported");
     expect_block_end();
@@ -270,15 +270,16 @@ class Parser {
     return e;
   }
 
-  // `a, b` (a tuple, as a list) or one expression: the right side of `set`.
-  ExprPtr parse_tuple_or_expression() {
+  // `a, b` (a tuple) or one expression: the right side of `set`, `{{ }}` and a `for`'s iterable
+  // (there without a ternary: `for x in xs if c` filters).
+  ExprPtr parse_tuple_or_expression(TernaryPolicy ternary = TernaryPolicy::Allow) {
     const size_t at = peek().offset;
-    ExprPtr first = parse_expression();
+    ExprPtr first = parse_or_ternary(ternary);
     if (!at_op(",")) return first;
-    auto list = node(ExprKind::List, at);
-    list->items.push_back(std::move(first));
-    while (accept_op(",")) list->items.push_back(parse_expression());
-    return list;
+    auto tuple = node(ExprKind::Tuple, at);
+    tuple->items.push_back(std::move(first));
+    while (accept_op(",")) tuple->items.push_back(parse_or_ternary(ternary));
+    return tuple;
   }
 
   ExprPtr parse_expression() { return parse_or_ternary(TernaryPolicy::Allow); }
@@ -454,10 +455,10 @@ class Parser {
       case TokenKind::Operator:
         if (t.text == "(") {
           next();
-          if (accept_op(")")) return node(ExprKind::List, t.offset);  // () is an empty tuple
+          if (accept_op(")")) return node(ExprKind::Tuple, t.offset);  // () is an empty tuple
           ExprPtr first = parse_expression();
           if (accept_op(")")) return first;
-          auto tuple = node(ExprKind::List, t.offset);
+          auto tuple = node(ExprKind::Tuple, t.offset);
           tuple->items.push_back(std::move(first));
           while (accept_op(",")) {
             if (at_op(")")) break;
@@ -575,8 +576,8 @@ class Parser {
         test->items.push_back(std::move(e));
         if (at_op("(")) {
           parse_arguments(*test);
-        } else if (peek().kind == TokenKind::String || peek().kind == TokenKind::Integer ||
-                   peek().kind == TokenKind::Float ||
+        } else if (at_op("[") || at_op("{") || peek().kind == TokenKind::String ||
+                   peek().kind == TokenKind::Integer || peek().kind == TokenKind::Float ||
                    (peek().kind == TokenKind::Name && !at_name("and") && !at_name("or") &&
                     !at_name("else") && !at_name("if") && !at_name("in") && !at_name("not"))) {
           test->items.push_back(parse_postfix(parse_primary()));  // `x is sameas false`

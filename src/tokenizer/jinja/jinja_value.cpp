@@ -9,25 +9,25 @@
 
 namespace ll::jinja {
 
-Value Value::from_json(const nlohmann::json& json) {
+Value Value::from_json(const nlohmann::ordered_json& json) {
   switch (json.type()) {
-    case nlohmann::json::value_t::null:
+    case nlohmann::ordered_json::value_t::null:
       return none();
-    case nlohmann::json::value_t::boolean:
+    case nlohmann::ordered_json::value_t::boolean:
       return from(json.get<bool>());
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned:
+    case nlohmann::ordered_json::value_t::number_integer:
+    case nlohmann::ordered_json::value_t::number_unsigned:
       return from(json.get<int64_t>());
-    case nlohmann::json::value_t::number_float:
+    case nlohmann::ordered_json::value_t::number_float:
       return from(json.get<double>());
-    case nlohmann::json::value_t::string:
+    case nlohmann::ordered_json::value_t::string:
       return from(json.get<std::string>());
-    case nlohmann::json::value_t::array: {
+    case nlohmann::ordered_json::value_t::array: {
       Items items;
       for (const auto& item : json) items.push_back(from_json(item));
       return from(std::move(items));
     }
-    case nlohmann::json::value_t::object: {
+    case nlohmann::ordered_json::value_t::object: {
       Entries items;
       for (const auto& [key, item] : json.items()) items.emplace_back(key, from_json(item));
       return from(std::move(items));
@@ -96,7 +96,7 @@ bool equal(const Value& a, const Value& b) {
     case Kind::String:
       return a.text == b.text;
     case Kind::List:
-      if (a.list->size() != b.list->size()) return false;
+      if (a.tuple != b.tuple || a.list->size() != b.list->size()) return false;
       for (size_t i = 0; i < a.list->size(); ++i) {
         if (!equal((*a.list)[i], (*b.list)[i])) return false;
       }
@@ -304,13 +304,16 @@ std::string to_repr(const Value& value) {
     case Kind::String:
       return string_repr(value.text);
     case Kind::List: {
-      std::string out = "[";
+      std::string out = value.tuple ? "(" : "[";
       for (size_t i = 0; i < value.list->size(); ++i) {
         if (i) out += ", ";
         out += to_repr((*value.list)[i]);
       }
-      return out + "]";
+      if (value.tuple && value.list->size() == 1) out += ",";
+      return out + (value.tuple ? ")" : "]");
     }
+    case Kind::Undefined:
+      return "Undefined";
     case Kind::Dict: {
       std::string out = "{";
       for (size_t i = 0; i < value.dict->size(); ++i) {
@@ -377,6 +380,10 @@ const char* kind_name(Kind kind) {
       return "function";
   }
   return "?";
+}
+
+const char* type_name(const Value& value) {
+  return value.kind == Kind::List && value.tuple ? "tuple" : kind_name(value.kind);
 }
 
 std::u32string decode_utf8(const std::string& text) {

@@ -1,8 +1,8 @@
 // Values of our Jinja interpreter, with Python's semantics where chat templates can see them:
 // truthiness, `==` (True == 1, "" != False, dicts equal whatever their order), `str()` and
-// `repr()` (`None`, `True`, `1.0`, `['a', 'b']`), and json.dumps as transformers' `tojson`
-// calls it (ensure_ascii=False, sort_keys=False). Lists, dicts and namespaces are shared by
-// reference, as Python objects are; dicts keep insertion order.
+// `repr()` (`None`, `True`, `1.0`, `['a', 'b']`, `('a', 1)`), and json.dumps as transformers'
+// `tojson` calls it (ensure_ascii=False, sort_keys=False). Lists, dicts and namespaces are shared
+// by reference, as Python objects are; dicts keep insertion order.
 #pragma once
 
 #include <cstdint>
@@ -41,8 +41,9 @@ struct Value {
   bool boolean = false;
   int64_t integer = 0;
   double real = 0.0;
-  std::string text;                    // String; the name looked up for Undefined
-  std::shared_ptr<Items> list;         // Kind::List
+  bool tuple = false;  // a List made as a Python tuple (`(a, b)`, dict.items()): prints (a, b)
+  std::string text;    // String; the name looked up for Undefined
+  std::shared_ptr<Items> list;         // Kind::List (a list or a tuple)
   std::shared_ptr<Entries> dict;       // Entries and Namespace (its attributes)
   std::shared_ptr<Callable> function;  // Callable (a global, a filter-like method, a macro)
 
@@ -77,6 +78,11 @@ struct Value {
     v.list = std::make_shared<Items>(std::move(items));
     return v;
   }
+  static Value tuple_of(Items items) {
+    Value v = from(std::move(items));
+    v.tuple = true;
+    return v;
+  }
   static Value from(Entries items, Kind kind = Kind::Dict) {
     Value v = make(kind);
     v.dict = std::make_shared<Entries>(std::move(items));
@@ -87,7 +93,8 @@ struct Value {
     v.function = std::make_shared<Callable>(std::move(f));
     return v;
   }
-  static Value from_json(const nlohmann::json& json);
+  // Objects keep their key order (ordered_json), as Python dicts from json.loads do.
+  static Value from_json(const nlohmann::ordered_json& json);
 
   bool is_undefined() const { return kind == Kind::Undefined; }
   bool is_none() const { return kind == Kind::None; }
@@ -121,6 +128,8 @@ std::string float_repr(double value);
 std::string to_json(const Value& value, int indent);
 // A name for the value's type in errors ("string", "list", ...).
 const char* kind_name(Kind kind);
+// Python's type(value).__name__: kind_name, but "tuple" for a tuple.
+const char* type_name(const Value& value);
 
 // Code points of a UTF-8 string and back (Python indexes and slices strings by code point).
 std::u32string decode_utf8(const std::string& text);
