@@ -7,8 +7,17 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string>
 
 namespace ll::test {
+
+std::vector<std::byte> from_hex(std::string_view hex) {
+  std::vector<std::byte> out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<std::byte>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
 
 fs::path shared_data() {
   return fs::path(LL_SHARED_DATA);
@@ -59,6 +68,15 @@ std::string shell_quote(const std::string& text) {
 
 CommandResult run_llama_lora(const std::string& args) {
   return run_command(shell_quote(LL_BINARY) + " " + args);
+}
+
+void expect_cli_error(const CommandResult& result, const std::string& part) {
+  EXPECT_EQ(result.exit_code, 1) << result.out;
+  const std::string& err = result.err;
+  EXPECT_EQ(err.rfind("llama-lora: error: ", 0), 0u) << err;
+  ASSERT_FALSE(err.empty());
+  EXPECT_EQ(err.find('\n'), err.size() - 1) << "more than one line: " << err;
+  EXPECT_NE(err.find(part), std::string::npos) << err;
 }
 
 CommandResult run_command(const std::string& command_line) {

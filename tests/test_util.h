@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -19,6 +21,9 @@ namespace fs = std::filesystem;
 inline std::vector<float> values_of(std::span<const float> values) {
   return {values.begin(), values.end()};
 }
+
+// Bytes from a hex string ("00ff10" -> {0x00, 0xff, 0x10}), for reference files printed as hex.
+std::vector<std::byte> from_hex(std::string_view hex);
 
 // ../shared/data (absolute). Use LL_REQUIRE_SHARED(path) to skip visibly when absent.
 fs::path shared_data();
@@ -46,6 +51,9 @@ struct CommandResult {
 
 // Runs the llama-lora binary with `args` (a shell-quoted string) and captures its output.
 CommandResult run_llama_lora(const std::string& args);
+
+// Checks a failed run: exit 1 and exactly one line "llama-lora: error: ..." containing `part`.
+void expect_cli_error(const CommandResult& result, const std::string& part);
 
 // Runs a shell command line (stdin from /dev/null) and captures its output.
 CommandResult run_command(const std::string& command);

@@ -24,6 +24,7 @@ int run_cli(int argc, char** argv) {
   add_train_command(app);
   add_consolidate_command(app);
   add_merge_command(app);
+  add_export_gguf_command(app);
   add_verify_command(app);
   add_generate_command(app);
   add_compare_command(app);

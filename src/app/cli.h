@@ -20,6 +20,7 @@ void add_make_data_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_consolidate_command(CLI::App& app);
 void add_merge_command(CLI::App& app);
+void add_export_gguf_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_compare_command(CLI::App& app);

@@ -154,12 +154,7 @@ BpeEncoder::~BpeEncoder() = default;
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-namespace {
-
-// Splits a merge entry into its two tokens: "a b" (split at the first space, as tokenizers
-// does) or ["a", "b"] (the format since tokenizers 0.20, which allows spaces in tokens).
-// Returns false when the entry has neither form. The views point into `merge`.
-bool split_merge(const nlohmann::json& merge, std::string_view& left, std::string_view& right) {
+bool split_bpe_merge(const nlohmann::json& merge, std::string_view& left, std::string_view& right) {
   if (merge.is_string()) {
     const std::string& text = merge.get_ref<const std::string&>();
     const size_t space = text.find(' ');
@@ -175,8 +170,6 @@ bool split_merge(const nlohmann::json& merge, std::string_view& left, std::strin
   }
   return false;
 }
-
-}  // namespace
 
 BpeEncoder BpeEncoder::from_json(const nlohmann::json& json, const std::string& origin) {
   const JsonField model(json, origin, "model");
@@ -252,7 +245,7 @@ BpeEncoder BpeEncoder::from_json(const nlohmann::json& json, const std::string& 
   std::string merged;
   for (size_t rank = 0; rank < merge_count; ++rank) {
     std::string_view left, right;
-    if (!split_merge(merges.value()[rank], left, right)) {
+    if (!split_bpe_merge(merges.value()[rank], left, right)) {
       merges.at(rank).fail("must be a string \"a b\" or a pair of strings [\"a\", \"b\"]");
     }
     const auto id_of = [&](std::string_view token) {

@@ -15,6 +15,11 @@
 
 namespace ll {
 
+// Splits a tokenizer.json merge entry into its two tokens: "a b" (split at the first space, as
+// tokenizers does) or ["a", "b"] (the format since tokenizers 0.20, which allows spaces in
+// tokens). Returns false when the entry has neither form. The views point into `merge`.
+bool split_bpe_merge(const nlohmann::json& merge, std::string_view& left, std::string_view& right);
+
 // One token of a word: its id and the byte range [begin, end) of the word it covers.
 struct BpeToken {
   int32_t id;

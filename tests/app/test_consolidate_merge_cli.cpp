@@ -20,6 +20,7 @@
 namespace ll {
 namespace {
 
+using test::expect_cli_error;
 using test::run_llama_lora;
 using test::shell_quote;
 
@@ -45,16 +46,6 @@ void write_checkpoint(const fs::path& dir, int64_t size, const LoraAdapter* repl
     save_adapter_tp_shard(dir, last && replace_rank_last ? *replace_rank_last : adapter, rank,
                           size);
   }
-}
-
-// Exit 1, one line "llama-lora: error: ..." containing `part`.
-void expect_one_line_error(const test::CommandResult& result, const std::string& part) {
-  EXPECT_EQ(result.exit_code, 1) << result.out;
-  const std::string& err = result.err;
-  EXPECT_EQ(err.rfind("llama-lora: error: ", 0), 0u) << err;
-  ASSERT_FALSE(err.empty());
-  EXPECT_EQ(err.find('\n'), err.size() - 1) << "more than one line: " << err;
-  EXPECT_NE(err.find(part), std::string::npos) << err;
 }
 
 TEST(ConsolidateCli, ShardsConsolidateAndMergeLikeTheAdapterItself) {
@@ -123,7 +114,7 @@ class ConsolidateMergeCliErrors : public ::testing::Test {
 TEST_F(ConsolidateMergeCliErrors, MissingShard) {
   write_checkpoint(tmp / "ckpt", 4, nullptr);
   fs::remove(tmp / "ckpt" / "adapter-tp1-of-4.safetensors");
-  expect_one_line_error(consolidate(tmp / "ckpt"), "adapter-tp1-of-4.safetensors is missing");
+  expect_cli_error(consolidate(tmp / "ckpt"), "adapter-tp1-of-4.safetensors is missing");
   expect_no_output();
 }
 
@@ -131,16 +122,16 @@ TEST_F(ConsolidateMergeCliErrors, ReplicatedTensorsDisagree) {
   LoraAdapter other = load_peft_adapter(kAdapter, load_llama_config(kBase));
   other.layers()[0][static_cast<size_t>(LoraTarget::Down)]->b[0] *= 2.0f;  // replicated: o/down B
   write_checkpoint(tmp / "ckpt", 2, &other);
-  expect_one_line_error(consolidate(tmp / "ckpt"),
-                        lora_tensor_name(0, LoraTarget::Down, LoraPart::B) +
-                            "' is replicated over tensor-parallel ranks but ranks 0 and 1");
+  expect_cli_error(consolidate(tmp / "ckpt"),
+                   lora_tensor_name(0, LoraTarget::Down, LoraPart::B) +
+                       "' is replicated over tensor-parallel ranks but ranks 0 and 1");
   expect_no_output();
 }
 
 TEST_F(ConsolidateMergeCliErrors, BrokenAdapterConfig) {
   write_checkpoint(tmp / "ckpt", 2, nullptr);
   test::write_text(tmp / "ckpt" / "adapter_config.json", "{\"r\": 4, \"peft_type\": ");
-  expect_one_line_error(consolidate(tmp / "ckpt"), "adapter_config.json: not valid JSON");
+  expect_cli_error(consolidate(tmp / "ckpt"), "adapter_config.json: not valid JSON");
   expect_no_output();
 
   // merge reads adapter_config.json too.
@@ -148,31 +139,29 @@ TEST_F(ConsolidateMergeCliErrors, BrokenAdapterConfig) {
   fs::copy_file(kAdapter / "adapter_model.safetensors",
                 tmp / "adapter" / "adapter_model.safetensors");
   test::write_text(tmp / "adapter" / "adapter_config.json", "[1, 2");
-  expect_one_line_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " +
-                                       q(tmp / "adapter") + " -o " + q(out() / "merged")),
-                        "adapter_config.json: not valid JSON");
+  expect_cli_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " + q(tmp / "adapter") +
+                                  " -o " + q(out() / "merged")),
+                   "adapter_config.json: not valid JSON");
   expect_no_output();
 }
 
 TEST_F(ConsolidateMergeCliErrors, AdapterForAnotherModelShape) {
-  expect_one_line_error(
-      run_llama_lora("merge --model " + q(kBase) + " --adapter " +
-                     q(golden("gqa_tied") / "adapter") + " -o " + q(out() / "merged")),
-      "the adapter was made for another model shape");
+  expect_cli_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " +
+                                  q(golden("gqa_tied") / "adapter") + " -o " + q(out() / "merged")),
+                   "the adapter was made for another model shape");
   expect_no_output();
   // Through consolidate --merge_into: neither the adapter nor the merged folder appears.
   write_checkpoint(tmp / "ckpt", 2, nullptr);
-  expect_one_line_error(
-      consolidate(tmp / "ckpt", " --merge_into " + q(golden("gqa_tied") / "model") +
-                                    " --merged_output " + q(out() / "merged")),
-      "the adapter was made for another model shape");
+  expect_cli_error(consolidate(tmp / "ckpt", " --merge_into " + q(golden("gqa_tied") / "model") +
+                                                 " --merged_output " + q(out() / "merged")),
+                   "the adapter was made for another model shape");
   expect_no_output();
 }
 
 TEST_F(ConsolidateMergeCliErrors, BadMaxShardSize) {
-  expect_one_line_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " + q(kAdapter) +
-                                       " -o " + q(out() / "merged") + " --max_shard_size 5XB"),
-                        "--max_shard_size '5XB'");
+  expect_cli_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " + q(kAdapter) +
+                                  " -o " + q(out() / "merged") + " --max_shard_size 5XB"),
+                   "--max_shard_size '5XB'");
   expect_no_output();
 }
 
@@ -185,15 +174,15 @@ TEST(ConsolidateMergeCliOutput, ExistingFolderRefusedUnlessOverwriteAndReplacedO
       "consolidate -i " + q(tmp / "ckpt") + " -o " + q(tmp / "adapter");
   for (const char* dir : {"merged", "adapter"}) test::write_text(tmp / dir / "old.txt", "old");
 
-  expect_one_line_error(run_llama_lora(merge_args), "already exists (use --overwrite");
-  expect_one_line_error(run_llama_lora(consolidate_args), "already exists (use --overwrite");
+  expect_cli_error(run_llama_lora(merge_args), "already exists (use --overwrite");
+  expect_cli_error(run_llama_lora(consolidate_args), "already exists (use --overwrite");
   // --overwrite with inputs that fail: the old folders stay as they were.
-  expect_one_line_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " +
-                                       q(golden("gqa_tied") / "adapter") + " -o " +
-                                       q(tmp / "merged") + " --overwrite"),
-                        "another model shape");
+  expect_cli_error(run_llama_lora("merge --model " + q(kBase) + " --adapter " +
+                                  q(golden("gqa_tied") / "adapter") + " -o " + q(tmp / "merged") +
+                                  " --overwrite"),
+                   "another model shape");
   fs::rename(tmp / "ckpt" / "adapter-tp1-of-2.safetensors", tmp / "aside.safetensors");
-  expect_one_line_error(run_llama_lora(consolidate_args + " --overwrite"), "is missing");
+  expect_cli_error(run_llama_lora(consolidate_args + " --overwrite"), "is missing");
   for (const char* dir : {"merged", "adapter"}) {
     EXPECT_EQ(read_file(tmp / dir / "old.txt"), "old") << dir;
   }
@@ -226,12 +215,12 @@ TEST(VerifyCli, PassesACorrectMergeAndFailsAnotherModel) {
   // The base itself is not base + adapter: exit 1, the numbers on stdout, one line on stderr.
   const auto base = run_llama_lora(args + " --merged " + q(kBase));
   EXPECT_NE(base.out.find(": FAIL"), std::string::npos) << base.out;
-  expect_one_line_error(base, "the merged model is not base + adapter (relative logit difference");
+  expect_cli_error(base, "the merged model is not base + adapter (relative logit difference");
   // A tolerance above the difference lets it pass; a bad one is refused.
   EXPECT_EQ(run_llama_lora(args + " --merged " + q(kBase) + " --tolerance 10").exit_code, 0);
-  expect_one_line_error(run_llama_lora(args + " --merged " + q(tmp / "merged") + " --tolerance -1"),
-                        "--tolerance must be a finite number >= 0");
-  expect_one_line_error(run_llama_lora(args + " --merged " + q(tmp / "nothing")), "nothing");
+  expect_cli_error(run_llama_lora(args + " --merged " + q(tmp / "merged") + " --tolerance -1"),
+                   "--tolerance must be a finite number >= 0");
+  expect_cli_error(run_llama_lora(args + " --merged " + q(tmp / "nothing")), "nothing");
 }
 
 }  // namespace

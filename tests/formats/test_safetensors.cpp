@@ -20,13 +20,7 @@ namespace {
 
 using nlohmann::json;
 
-std::vector<std::byte> from_hex(std::string_view hex) {
-  std::vector<std::byte> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<std::byte>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-  }
-  return out;
-}
+using test::from_hex;
 
 // gtest without gmock (the test binaries link gtest only): a substring check that prints
 // the whole message when it fails.
