@@ -41,23 +41,60 @@ TEST(SwiGlu, ForwardMatchesNaive) {
 }
 
 TEST(SwiGlu, ExtremeGatesStayFinite) {
-  const std::vector<float> gate = {-1000.0f, -100.0f, -88.0f, 0.0f, 88.0f, 100.0f, 1000.0f};
-  const std::vector<float> up(gate.size(), 1.5f);
-  const std::vector<float> dh(gate.size(), 1.0f);
-  std::vector<float> h(gate.size()), dgate(gate.size()), dup(gate.size());
-  const auto n = static_cast<int64_t>(gate.size());
+  // The 7 gates alone (the scalar loop) and repeated over 48 elements, where the first 32 go
+  // through the 16-lane vector kernel (its exp saturates differently from std::exp).
+  const std::vector<float> extremes = {-1000.0f, -100.0f, -88.0f, 0.0f, 88.0f, 100.0f, 1000.0f};
+  for (const size_t copies : {size_t{1}, size_t{7}}) {
+    std::vector<float> gate;
+    for (size_t c = 0; c < copies; ++c) gate.insert(gate.end(), extremes.begin(), extremes.end());
+    gate.resize(copies == 1 ? 7 : 48, 0.0f);
+    const std::vector<float> up(gate.size(), 1.5f);
+    const std::vector<float> dh(gate.size(), 1.0f);
+    std::vector<float> h(gate.size()), dgate(gate.size()), dup(gate.size());
+    const auto n = static_cast<int64_t>(gate.size());
+    swiglu_forward(h.data(), gate.data(), up.data(), n);
+    swiglu_backward(dgate.data(), dup.data(), dh.data(), gate.data(), up.data(), n);
+    for (size_t i = 0; i < gate.size(); ++i) {
+      EXPECT_TRUE(std::isfinite(h[i]) && std::isfinite(dgate[i]) && std::isfinite(dup[i]))
+          << "gate " << gate[i] << " at " << i;
+      const float g = gate[i];
+      if (g == -1000.0f || g == -100.0f) {
+        EXPECT_EQ(h[i], 0.0f) << i;      // silu(very negative) underflows to -0
+        EXPECT_EQ(dgate[i], 0.0f) << i;  // silu'(very negative) = 0
+      } else if (g == 1000.0f || g == 100.0f) {
+        EXPECT_EQ(h[i], g * 1.5f) << i;  // silu(large) = g
+        EXPECT_EQ(dgate[i], 1.5f) << i;  // silu'(large) = 1
+      } else if (g == 0.0f) {
+        EXPECT_EQ(h[i], 0.0f) << i;
+        EXPECT_EQ(dgate[i], 0.5f * 1.5f) << i;  // silu'(0) = 1/2
+      }
+    }
+  }
+}
+
+TEST(SwiGlu, VectorKernelMatchesStdExpAcrossTheRange) {
+  // 4096 gates over [-90, 90] (every lane of the vector kernel, the saturation edges): within
+  // 4 ULP of the double formula (the vector exp is within 1 ULP; a few fp32 roundings).
+  const int64_t n = 4096;
+  std::vector<float> gate(n), up(n, 1.0f), dh(n, 1.0f), h(n), dgate(n), dup(n);
+  for (int64_t i = 0; i < n; ++i) gate[i] = -90.0f + 180.0f * static_cast<float>(i) / (n - 1);
   swiglu_forward(h.data(), gate.data(), up.data(), n);
   swiglu_backward(dgate.data(), dup.data(), dh.data(), gate.data(), up.data(), n);
-  for (size_t i = 0; i < gate.size(); ++i) {
-    EXPECT_TRUE(std::isfinite(h[i]) && std::isfinite(dgate[i]) && std::isfinite(dup[i]))
+  std::vector<double> expected_h(n), expected_dgate(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i], s = 1.0 / (1.0 + std::exp(-g));
+    expected_h[i] = g * s;
+    expected_dgate[i] = s * (1.0 + g * (1.0 - s));
+  }
+  // Absolute floor 1e-35: for g < -80 the values are below 1e-33 (saturation region).
+  test::expect_all_near("h", h, expected_h, 1e-35, 4 * FLT_EPSILON);
+  test::expect_all_near("dup", dup, expected_h, 1e-35, 4 * FLT_EPSILON);
+  // dgate = s·(1 + g·(1 - s)) in fp32 carries g·(1 - s)'s error, |g|·ulp(s) absolute, however
+  // exact the exp (the scalar loop's std::exp too): 4 ULP of 1 + |g|.
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(dgate[i], expected_dgate[i], 4 * FLT_EPSILON * (1.0 + std::fabs(gate[i])))
         << "gate " << gate[i];
   }
-  EXPECT_EQ(h[0], 0.0f);            // silu(-1000) underflows to -0
-  EXPECT_EQ(h[6], 1000.0f * 1.5f);  // silu(1000) = 1000
-  EXPECT_EQ(dgate[6], 1.5f);        // silu'(large) = 1
-  EXPECT_EQ(dgate[0], 0.0f);        // silu'(very negative) = 0
-  EXPECT_EQ(h[3], 0.0f);
-  EXPECT_EQ(dgate[3], 0.5f * 1.5f);  // silu'(0) = 1/2
 }
 
 TEST(SwiGlu, BackwardIsTheGradientOfForward) {

@@ -1,9 +1,9 @@
-// SIMD building blocks of the CPU attention kernels (attention.cpp only): vector types, one
-// register-tiled small matrix product, a vector exp, lane masks. Written with GCC/Clang vector
-// extensions so that one source compiles for 16-byte vectors (SSE2), AVX2+FMA and AVX-512;
-// attention.cpp instantiates it inside functions carrying those targets. Everything here is
-// always_inline and passes vectors by reference only: a vector passed by value between code built
-// for different targets would change the calling convention.
+// SIMD building blocks of the CPU attention kernels (attention.cpp; swiglu.cpp uses the exp):
+// vector types, one register-tiled small matrix product, a vector exp, lane masks. Written with
+// GCC/Clang vector extensions so that one source compiles for 16-byte vectors (SSE2), AVX2+FMA and
+// AVX-512; attention.cpp instantiates it inside functions carrying those targets. Everything here
+// is always_inline and passes vectors by reference only: a vector passed by value between code
+// built for different targets would change the calling convention.
 #pragma once
 
 #include <algorithm>
