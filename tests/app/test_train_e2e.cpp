@@ -73,9 +73,10 @@ TEST(TrainEndToEnd, TinyModelOnTheSeedSqlSampleLowersEvalLoss) {
   // (AVX2 instead of AVX-512 kernels) moves 50 steps, and far below what a change of the data
   // order or the schedule moves (measured: --seed 43 -0.020, --warmup_steps 10 +0.037, cosine
   // +0.028, lr 2.9e-3 instead of 3e-3 +0.017). A change of numerics on purpose (bf16 compute)
-  // re-pins it; this run asks for fp32 (--bf16 False) so the pin holds on any CPU.
+  // re-pins it, and so does a new dropout mask function (the 32-bit hash moved it from
+  // 4.71828639 by -0.0037); this run asks for fp32 (--bf16 False) so the pin holds on any CPU.
   EXPECT_NEAR(evals.front().second, 8.88853129, 1e-3);  // before training: init + data only
-  EXPECT_NEAR(evals.back().second, 4.71828639, 1e-3)
+  EXPECT_NEAR(evals.back().second, 4.71462261, 1e-3)
       << "eval loss " << evals.front().second << " -> " << evals.back().second;
 }
 

@@ -1,6 +1,7 @@
 // Counter-based dropout (backend/cpu/dropout.h): the keep rate is 1 - p within a binomial
-// bound, kept elements are scaled by 1/(1-p), the same key gives the same mask (what
-// gradient checkpointing relies on), and the backward applies exactly the forward's mask.
+// bound, kept elements are scaled by dropout_scale(p) = 1/(1-p) in fp32, the same key gives the
+// same mask (what gradient checkpointing relies on), and the backward applies exactly the forward's
+// mask.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,6 +24,7 @@ TEST(Dropout, KeepRateScaleAndDeterminism) {
     ASSERT_EQ(out[i], again[i]) << "element " << i;
     if (out[i] != 0.0f) {
       ++kept;
+      ASSERT_EQ(out[i], 2.0f * dropout_scale(p));
       ASSERT_FLOAT_EQ(out[i], static_cast<float>(2.0 / (1.0 - p)));
     }
   }
@@ -82,36 +84,58 @@ TEST(Dropout, AColumnWindowDrawsTheWholeTensorsMask) {
 }
 
 TEST(Dropout, EveryElementFollowsDropoutKeeps) {
-  // The kernels test masks in an integer form, 8 at a time where the CPU has AVX-512: each
-  // element must still be exactly `dropout_keeps(key, index, p) ? float(x / (1-p)) : 0`, for
-  // lengths that leave tails, probabilities at the edges, windows, and accumulation.
+  // The kernels draw masks 16 at a time where the CPU has AVX-512: each element must still be
+  // exactly `dropout_keeps(key, index, p) ? x · dropout_scale(p) : 0`, for lengths that leave
+  // tails, probabilities at the edges, windows (one across index 2³², where the kernel splits),
+  // and accumulation.
   for (const double p : {0.0, 0.05, 0.5, 0.999}) {
-    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{13}, int64_t{70001}}) {
+    for (const int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{29}, int64_t{70001}}) {
       std::vector<float> in(static_cast<size_t>(n)), out(in.size());
       for (size_t i = 0; i < in.size(); ++i) in[i] = 0.25f + static_cast<float>(i % 97) * 0.37f;
       dropout_forward(out.data(), in.data(), n, p, 0x5eedull + static_cast<uint64_t>(n));
       std::vector<float> acc(in.size(), 3.0f);
       dropout_backward(acc.data(), in.data(), n, p, 0x5eedull + static_cast<uint64_t>(n),
                        Accumulate::Yes);
-      const double scale = 1.0 / (1.0 - p);
+      const float scale = dropout_scale(p);
       for (int64_t i = 0; i < n; ++i) {
         const bool keep = dropout_keeps(0x5eedull + static_cast<uint64_t>(n), i, p);
-        const float want = keep ? static_cast<float>(in[i] * scale) : 0.0f;
+        const float want = keep ? in[i] * scale : 0.0f;
         ASSERT_EQ(out[i], want) << "p " << p << " n " << n << " element " << i;
         ASSERT_EQ(acc[i], 3.0f + want) << "p " << p << " n " << n << " element " << i;
       }
     }
   }
-  const int64_t rows = 9, cols = 1000, first = 333, width = 21;
-  std::vector<float> in(static_cast<size_t>(rows * width), 1.5f), out(in.size());
-  dropout_forward(out.data(), in.data(), rows * width, 0.3, 99, DropoutWindow{width, cols, first});
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < width; ++c) {
-      const bool keep = dropout_keeps(99, r * cols + first + c, 0.3);
-      ASSERT_EQ(out[r * width + c], keep ? static_cast<float>(1.5 / 0.7) : 0.0f)
-          << "row " << r << " column " << c;
+  struct Window {
+    int64_t rows, cols, first, width;
+  };
+  const int64_t two_32 = int64_t{1} << 32;
+  for (const Window w : {Window{9, 1000, 333, 21}, Window{3, 2 * two_32, two_32 - 20, 45}}) {
+    std::vector<float> in(static_cast<size_t>(w.rows * w.width), 1.5f), out(in.size());
+    dropout_forward(out.data(), in.data(), w.rows * w.width, 0.3, 99,
+                    DropoutWindow{w.width, w.cols, w.first});
+    for (int64_t r = 0; r < w.rows; ++r) {
+      for (int64_t c = 0; c < w.width; ++c) {
+        const bool keep = dropout_keeps(99, r * w.cols + w.first + c, 0.3);
+        ASSERT_EQ(out[r * w.width + c], keep ? 1.5f * dropout_scale(0.3) : 0.0f)
+            << "row " << r << " column " << c << " of " << w.cols;
+      }
     }
   }
+}
+
+TEST(Dropout, MasksOfNeighbouringKeysAndIndicesAreIndependent) {
+  // Masks of keys k and k+1 (the model's keys differ by layer and target) and of neighbouring
+  // elements agree as often as independent coins do: P(both kept) = (1-p)² within 6 sigma.
+  const int64_t n = 200000;
+  const double p = 0.5;
+  int64_t both_keys = 0, both_neighbours = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    both_keys += dropout_keeps(1000, i, p) && dropout_keeps(1001, i, p);
+    both_neighbours += dropout_keeps(1000, 2 * i, p) && dropout_keeps(1000, 2 * i + 1, p);
+  }
+  const double q = (1 - p) * (1 - p), sigma = std::sqrt(n * q * (1 - q));
+  EXPECT_NEAR(static_cast<double>(both_keys), n * q, 6 * sigma);
+  EXPECT_NEAR(static_cast<double>(both_neighbours), n * q, 6 * sigma);
 }
 
 TEST(Dropout, RejectsBadProbability) {

@@ -10,21 +10,22 @@
 
 namespace ll::cpu {
 
-// A uniform double in [0, 1) from a 64-bit key (splitmix64 finaliser, 53 bits).
-double dropout_uniform(uint64_t key);
-
 using ll::DropoutWindow;  // backend/ops.h: where a tensor-parallel slice sits in the mask
 
-// Whether element `index` is kept under `key` with drop probability p.
-inline bool dropout_keeps(uint64_t key, int64_t index, double p) {
-  return dropout_uniform(key ^ (static_cast<uint64_t>(index) * 0x2545f4914f6cdd1dull)) >= p;
-}
+// Whether element `index` is kept under `key` with drop probability p: a 32-bit hash of the
+// index and the key (two rounds of a 32-bit integer mixer, keyed by splitmix64(key)) at or
+// above ceil(p · 2³²), so the keep rate is 1 - p to within 2⁻³². 32-bit lanes: the AVX-512
+// kernel hashes 16 elements per instruction.
+bool dropout_keeps(uint64_t key, int64_t index, double p);
 
-// out[n] = in · mask / (1 - p). `out` may be `in`. p in [0, 1).
+// What a kept element is multiplied by: 1 / (1 - p) in fp32, as torch's dropout scales.
+float dropout_scale(double p);
+
+// out[n] = in · mask · dropout_scale(p). `out` may be `in`. p in [0, 1).
 void dropout_forward(float* out, const float* in, int64_t n, double p, uint64_t key,
                      DropoutWindow window = {});
 
-// dx[n] (+)= dy · mask / (1 - p): the gradient of dropout_forward under the same key.
+// dx[n] (+)= dy · mask · dropout_scale(p): the gradient of dropout_forward under the same key.
 void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
                       Accumulate accumulate, DropoutWindow window = {});
 
