@@ -13,7 +13,8 @@
 //
 //   ./build/release/bench/bench_gemm [--mode train|decode|lora|all] [--tokens 2048] [--reps 5]
 //                                    [--kernel auto|all|NAME] [--rows 1,4,8] [--few_rows N]
-// --mode lora: one LoRA target's six thin products (rank 8) in fp32 and bf16 through oneDNN.
+// --mode lora: one LoRA target's six thin products (rank 8) in fp32, bf16 through oneDNN, and
+// gemm_thin (fp32 and bf16 operands; what the backend runs).
 // --few_rows sets the threshold of the few-rows runs (default gemm.h's), to measure where the
 // packed path catches up.
 #include <omp.h>
@@ -30,6 +31,7 @@
 
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/gemm_thin.h"
 #include "backend/cpu/matmul_bf16.h"
 #include "core/dtype.h"
 
@@ -105,8 +107,17 @@ void print_line(const char* op, const char* name, int64_t m, int64_t n, int64_t 
 }
 
 // ---- lora: the six thin products of one LoRA target (rank r) -----------------------------
+// gemm_thin (what the CPU backend's gemm runs for these shapes) with a gemm's signature.
+template <ll::cpu::OperandRounding rounding>
+void thin_gemm(ll::Transpose ta, ll::Transpose tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc) {
+  ll::cpu::gemm_thin(rounding, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 // forward u = x·Aᵀ, y += s·u·Bᵀ; backward dB += s·dyᵀ·u, du = s·dy·B, dA += duᵀ·x, dx += du·A;
-// each through fp32 gemm and oneDNN's bf16 matmul (operands rounded in a separate pass).
+// each through fp32 gemm, oneDNN's bf16 matmul (operands rounded in a separate pass) and
+// gemm_thin.
 void run_lora_cases(int64_t tokens, int reps) {
   struct Target {
     const char* name;
@@ -143,6 +154,10 @@ void run_lora_cases(int64_t tokens, int reps) {
     };
     std::vector<Impl> impls = {{"fp32", ll::cpu::gemm<float>}};
     if (ll::cpu::bf16_matmul_available()) impls.push_back({"bf16_onednn", ll::cpu::bf16_gemm});
+    if (ll::cpu::gemm_thin_applies(Transpose::No, Transpose::Yes, tokens, r, t.in)) {
+      impls.push_back({"thin_fp32", thin_gemm<ll::cpu::OperandRounding::None>});
+      impls.push_back({"thin_bf16", thin_gemm<ll::cpu::OperandRounding::Bf16>});
+    }
     for (const Impl& impl : impls) {
       const Timing timing = time_runs(reps, [&] { step(impl.gemm); });
       print_line("lora_step", (std::string(t.name) + "/" + impl.name).c_str(), tokens, t.out, t.in,

@@ -9,6 +9,7 @@
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
 #include "backend/cpu/embedding.h"
+#include "backend/cpu/gemm_thin.h"
 #include "backend/cpu/rmsnorm.h"
 #include "backend/cpu/swiglu.h"
 #include "core/error.h"
@@ -76,6 +77,12 @@ void CpuBackend::download(float* host, const float* src, int64_t count) {
 void CpuBackend::gemm(Transpose trans_a, Transpose trans_b, int64_t m, int64_t n, int64_t k,
                       float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                       float beta, float* c, int64_t ldc) {
+  // The LoRA branch's products (one dimension the rank): streamed kernels, both precisions.
+  if (gemm_thin_applies(trans_a, trans_b, m, n, k)) {
+    const OperandRounding rounding =
+        precision_ == Precision::Bf16 ? OperandRounding::Bf16 : OperandRounding::None;
+    return gemm_thin(rounding, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   if (precision_ == Precision::Bf16) {
     return bf16_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
