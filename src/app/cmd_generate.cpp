@@ -132,8 +132,8 @@ void run_generate(const GenerateCliOptions& o) {
     for (const std::string& text : o.messages) conversations.push_back(parse_messages(text));
     const ChatTemplate chat_template = ChatTemplate::load(model_dir);
     for (const auto& conversation : conversations) {
-      const RenderedChat chat = chat_template.render(conversation, GenerationPrompt::Add);
-      prompts.push_back(tokenizer->encode(chat.text, AddSpecialTokens::No));
+      const std::string text = chat_template.render(conversation, GenerationPrompt::Add);
+      prompts.push_back(tokenizer->encode(text, AddSpecialTokens::No));
     }
   }
   for (size_t s = 0; s < prompts.size(); ++s) {

@@ -14,7 +14,11 @@ ExampleEncoder::ExampleEncoder(const Tokenizer& tokenizer, const ChatTemplate& c
 }
 
 RenderedChat ExampleEncoder::render(const Example& example) const {
-  return chat_template_->render(example.messages, GenerationPrompt::Omit);
+  // Assistant ranges cost one pair of prefix renders per reply: only when the mask needs them.
+  if (mask_ == LossMask::AssistantOnly) {
+    return chat_template_->render_with_assistant_ranges(example.messages);
+  }
+  return RenderedChat{chat_template_->render(example.messages, GenerationPrompt::Omit), {}};
 }
 
 TokenizedExample ExampleEncoder::encode_rendered(const RenderedChat& chat) const {

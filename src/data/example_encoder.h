@@ -15,10 +15,13 @@
 // token of a sequence is never predicted):
 //   LossMask::AllTokens      every token, the concat token too (the seed: labels = input_ids).
 //   LossMask::AssistantOnly  tokens whose bytes overlap an assistant range of the rendered chat
-//                            (content + end-of-turn token, see tokenizer/chat_template.h), as
-//                            TRL's assistant masks mark every token holding a character of the
-//                            assistant's reply. The concat token is not a target. Text examples
-//                            have no prompt: all their tokens are targets.
+//                            (the reply + end-of-turn token, found by rendering prefixes of the
+//                            conversation with the model's own template, see
+//                            tokenizer/chat_template.h), as TRL's assistant masks mark every
+//                            token holding a character of the assistant's reply. The concat
+//                            token is not a target. Text examples have no prompt: all their
+//                            tokens are targets. A template whose prefix renders are not
+//                            prefixes of its full render is an error here.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +50,7 @@ class ExampleEncoder {
 
   TokenizedExample encode(const Example& example) const;
   // The two halves of encode() for a conversation, so that a benchmark can time them apart.
+  // render() finds the assistant ranges only for LossMask::AssistantOnly.
   RenderedChat render(const Example& example) const;
   TokenizedExample encode_rendered(const RenderedChat& chat) const;
   TokenizedExample encode_text(const std::string& text) const;

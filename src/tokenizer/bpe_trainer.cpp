@@ -14,8 +14,8 @@
 
 #include "core/error.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/chat_template.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/reference_templates.h"
 
 namespace ll {
 
@@ -321,7 +321,7 @@ nlohmann::json llama3_tokenizer_config(const nlohmann::json& tokenizer_json,
   // decode rewrites " ." to "." etc., so decode(encode(x)) would not give x back.
   return {{"added_tokens_decoder", std::move(decoder)},
           {"bos_token", "<|begin_of_text|>"},
-          {"chat_template", std::string(chat_template_source(ChatTemplateKind::Llama3))},
+          {"chat_template", std::string(reference_template_source(ReferenceTemplate::Llama3))},
           {"clean_up_tokenization_spaces", false},
           {"eos_token", "<|end_of_text|>"},
           {"model_input_names", json::array({"input_ids", "attention_mask"})},

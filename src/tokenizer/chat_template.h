@@ -1,31 +1,46 @@
-// Chat templates: turn a conversation into the exact text that transformers'
-// `tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=...)` renders
-// from the Jinja `chat_template` in a model's tokenizer_config.json, and say which bytes of that
-// text are assistant replies (for the assistant-only loss mask).
+// Chat templates: a conversation -> the exact text transformers'
+// `tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=...)` renders,
+// by running the model's own Jinja template in our interpreter (tokenizer/jinja/jinja.h). The
+// template comes from `chat_template.jinja` beside tokenizer_config.json when there is one (as
+// transformers 5 saves it, and then prefers it), else from tokenizer_config.json's
+// `chat_template` (a string, or a list of named templates of which transformers takes
+// "default"). The template sees what transformers passes: messages, add_generation_prompt,
+// tools and documents (None unless given) and the special-token strings of tokenizer_config
+// (bos_token, eos_token, unk_token, pad_token, ...).
 //
-// We do not interpret Jinja. We recognise the templates we know (Llama-3-Instruct, both the
-// original one that always appends the assistant header and the fixed one that does so only
-// when asked; ChatML, with or without a default system message) after normalising their
-// syntax (whitespace inside tags, quoting and escapes, `{%- -%}` and transformers'
-// trim_blocks/lstrip_blocks), and render them natively. A template that is none of these but
-// carries the Llama-3 or ChatML markers is accepted only when every tag in it is one of the
-// tags of the known templates of that family (so there is nothing in it we cannot render);
-// anything else, e.g. Llama-3.1's template with tools and "Cutting Knowledge Date", is an error.
+// Two things are derived from renders, with no knowledge of any template family:
 //
-// Assistant ranges: for each assistant message, the bytes of its content as rendered
-// (Llama-3 trims it, Python `str.strip()` semantics) followed by the end-of-turn token that
-// closes it: `<|eot_id|>` for Llama-3, `<|im_end|>` for ChatML. ChatML's newline after
-// `<|im_end|>` is NOT included: it belongs to the template's separator, like Llama-3's next
-// header, and generation stops at the end-of-turn token anyway.
+// Assistant ranges (the completion-only loss mask). For the assistant message i, render
+//   prefix = messages[:i] with the generation prompt     (everything before the reply)
+//   turn   = messages[:i+1] without it                   (the reply and what closes it)
+// The reply starts at |prefix|; it ends after the last end-of-turn token in the turn (below),
+// or at the end of the turn when the template has none. So the range is the reply as rendered
+// (trimmed when the template trims) plus its end-of-turn token; a separator after that token
+// (ChatML's "\n", Llama-3-original's always-appended header) is not in it. Both renders must
+// be prefixes of the full render up to that point: a template that renders earlier turns
+// differently once later ones follow (Mistral's system prompt folded into the LAST user turn,
+// templates that drop past reasoning) has no such ranges, and asking for them is an error
+// naming the message.
+//
+// End-of-turn token: render a probe conversation (user "…", assistant REPLY) as above; the
+// first special token (tokenizer_config's added_tokens_decoder with special: true, and the
+// named special tokens) after REPLY in the turn is the token the template closes a reply with:
+// <|eot_id|> for Llama-3, <|im_end|> for ChatML, </s> for Mistral/Zephyr, <end_of_turn> for
+// Gemma. None when the probe does not render (a template that needs a system message...) or no
+// special token follows the reply.
 #pragma once
 
 #include <cstddef>
+#include <ctime>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
-#include <string_view>
 #include <vector>
+
+#include "tokenizer/jinja/jinja.h"
 
 namespace ll {
 
@@ -35,7 +50,6 @@ struct ChatMessage {
 };
 
 enum class GenerationPrompt { Omit, Add };  // Add: end with the assistant header
-enum class ChatTemplateKind { Llama3, ChatML };
 
 struct TextRange {
   size_t begin = 0;  // byte offsets into RenderedChat::text, [begin, end)
@@ -44,55 +58,72 @@ struct TextRange {
 
 struct RenderedChat {
   std::string text;
-  // One per assistant message, in message order: its rendered content plus its
-  // end-of-turn token (see the top of this file).
+  // One per assistant message, in message order: its rendered reply plus its end-of-turn
+  // token (see the top of this file).
   std::vector<TextRange> assistant_ranges;
+};
+
+// The special-token strings a template sees and may close turns with.
+struct ChatTokens {
+  // Named tokens as the template variables transformers passes: "bos_token" -> "<s>", ...
+  std::vector<std::pair<std::string, std::string>> named;
+  // Contents of the added tokens marked special (candidates for the end-of-turn token).
+  std::vector<std::string> special;
+};
+
+// What a render may add besides messages (transformers' tools= and documents=); null: None.
+struct ChatExtras {
+  nlohmann::ordered_json tools;
+  nlohmann::ordered_json documents;
 };
 
 class ChatTemplate {
  public:
-  // `config` is a parsed tokenizer_config.json; `origin` names it in errors
-  // ("[chat_template] ORIGIN: ..."). Reads chat_template, bos_token and eos_token.
+  // `origin` names the template's file in errors ("[chat_template] ORIGIN: ...").
+  ChatTemplate(std::string source, std::string origin, ChatTokens tokens);
+
+  // `config` is a parsed tokenizer_config.json; reads chat_template, the special tokens and
+  // added_tokens_decoder.
   static ChatTemplate from_tokenizer_config(const nlohmann::json& config,
                                             const std::string& origin);
-  // `path` is a tokenizer_config.json file or a folder holding one.
+  // `path` is a tokenizer_config.json file or a folder holding one and/or chat_template.jinja.
   static ChatTemplate load(const std::filesystem::path& path);
 
-  ChatTemplateKind kind() const { return kind_; }
-  // Which known template matched, e.g. "llama3-original" (see chat_template.cpp).
-  const std::string& variant() const { return variant_; }
+  const std::string& source() const { return source_; }
+  const std::string& origin() const { return origin_; }
   const std::string& bos_token() const { return bos_token_; }  // "" when the config has none
   const std::string& eos_token() const { return eos_token_; }  // "" when the config has none
-  std::string_view end_of_turn() const;                        // "<|eot_id|>" or "<|im_end|>"
+  // The token that closes an assistant reply, found by a probe render (see the top).
+  const std::optional<std::string>& end_of_turn() const { return end_of_turn_; }
 
-  RenderedChat render(std::span<const ChatMessage> messages, GenerationPrompt prompt) const;
+  // Messages as JSON (any fields the template reads: tool_calls, ...).
+  std::string render(const nlohmann::ordered_json& messages, GenerationPrompt prompt,
+                     const ChatExtras& extras = {}) const;
+  std::string render(std::span<const ChatMessage> messages, GenerationPrompt prompt) const;
+  // The render without generation prompt, and where each assistant reply is in it. Throws
+  // "[chat_template] ORIGIN: cannot find the reply of message I ..." when the template's renders
+  // of prefixes are not prefixes of its render (see the top).
+  RenderedChat render_with_assistant_ranges(std::span<const ChatMessage> messages) const;
 
-  // When the template appends the assistant header: Llama-3's original template does it
-  // always, even with add_generation_prompt=False; the fixed one only when asked.
-  enum class PromptRule { Never, OnRequest, Always };
-  PromptRule prompt_rule() const { return prompt_rule_; }
+  // What strftime_now() reads as now (tests and fixtures pin it); none: the clock.
+  void set_now(std::optional<std::tm> now) { now_ = now; }
 
  private:
-  ChatTemplateKind kind_ = ChatTemplateKind::Llama3;
-  std::string variant_;
+  std::string render_at(const nlohmann::ordered_json& messages, GenerationPrompt prompt,
+                        const ChatExtras& extras, const jinja::RenderOptions& options) const;
+  jinja::RenderOptions render_options() const;
+  std::optional<std::string> find_end_of_turn(const std::vector<std::string>& special) const;
+
+  std::string source_;
+  std::string origin_;
+  std::shared_ptr<const jinja::Template> template_;  // shared: ChatTemplate stays copyable
+  std::vector<std::pair<std::string, std::string>> named_tokens_;
   std::string bos_token_;
   std::string eos_token_;
-  PromptRule prompt_rule_ = PromptRule::OnRequest;
-  bool trim_content_ = false;   // Llama-3: `message['content'] | trim`
-  bool bos_first_ = false;      // Llama-3: bos_token before the first message
-  std::string default_system_;  // ChatML: system message added when the first is not one
-  bool has_default_system_ = false;
+  std::optional<std::string> end_of_turn_;
+  std::optional<std::tm> now_;
 };
 
-// The exact Jinja source of our reference templates. Llama3: the Llama-3-Instruct template
-// as Meta ships it today (the assistant header only with add_generation_prompt, which is what
-// the seed's tokenizer renders); ChatML: the common ChatML template. `init` writes these into
-// the tokenizer_config.json of the models it creates.
-std::string_view chat_template_source(ChatTemplateKind kind);
-
-// Meta's first Llama-3-Instruct template (the one in
-// ../shared/data/llama3-tokenizer/tokenizer_config.json): it appends the assistant header
-// even when no generation prompt is asked for.
-std::string_view llama3_original_chat_template_source();
+nlohmann::ordered_json chat_messages_to_json(std::span<const ChatMessage> messages);
 
 }  // namespace ll

@@ -29,9 +29,9 @@ std::unique_ptr<ChatModel> load_chat_model(const fs::path& model_dir, const fs::
 
 std::vector<int32_t> encode_chat_prompt(const ChatModel& model,
                                         std::span<const ChatMessage> messages) {
-  const RenderedChat chat = model.chat_template.render(messages, GenerationPrompt::Add);
+  const std::string text = model.chat_template.render(messages, GenerationPrompt::Add);
   // The template writes BOS itself; encoding must not add a second one.
-  return model.tokenizer.encode(chat.text, AddSpecialTokens::No);
+  return model.tokenizer.encode(text, AddSpecialTokens::No);
 }
 
 std::vector<std::string> generate_answers(ChatModel& model,

@@ -133,7 +133,7 @@ TEST_F(GenerateCliTextModel, MessagesAreRenderedWithTheChatTemplate) {
   const ChatTemplate chat_template = ChatTemplate::load(model());
   const std::vector<ChatMessage> messages = {{"system", "You write SQL."},
                                              {"user", "List the users."}};
-  const std::string text = chat_template.render(messages, GenerationPrompt::Add).text;
+  const std::string text = chat_template.render(messages, GenerationPrompt::Add);
   const auto prompt = tokenizer.encode(text, AddSpecialTokens::No);
   const auto ids = expected_ids(model(), {}, {prompt}, 6)[0];
 

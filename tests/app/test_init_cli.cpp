@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "test_util.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/reference_templates.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ll {
@@ -84,9 +85,9 @@ TEST(InitCli, TinyFolderReadsBack) {
 
   const json tokenizer_config = read_json(out / "tokenizer_config.json");
   EXPECT_EQ(tokenizer_config["chat_template"],
-            std::string(chat_template_source(ChatTemplateKind::Llama3)));
+            std::string(reference_template_source(ReferenceTemplate::Llama3)));
   EXPECT_EQ(tokenizer_config["model_max_length"], 2048);
-  EXPECT_EQ(ChatTemplate::load(out).kind(), ChatTemplateKind::Llama3);
+  EXPECT_EQ(ChatTemplate::load(out).end_of_turn(), "<|eot_id|>");
 
   const SafetensorsModel model = SafetensorsModel::open(out);
   const auto shapes = llama_tensor_shapes(config);

@@ -18,6 +18,7 @@
 #include "test_util.h"
 #include "tokenizer/bpe_trainer.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/reference_templates.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ll {
@@ -212,7 +213,8 @@ TEST(BuiltinTokenizer, RoundTripsArbitraryUnicode) {
 
 TEST(BuiltinTokenizer, ConfigCarriesTheLlama3ChatTemplate) {
   const json config = llama3_tokenizer_config(builtin_tokenizer_json(), 2048);
-  EXPECT_EQ(config["chat_template"], std::string(chat_template_source(ChatTemplateKind::Llama3)));
+  EXPECT_EQ(config["chat_template"],
+            std::string(reference_template_source(ReferenceTemplate::Llama3)));
   EXPECT_EQ(config["bos_token"], "<|begin_of_text|>");
   EXPECT_EQ(config["eos_token"], "<|end_of_text|>");
   EXPECT_EQ(config["model_max_length"], 2048);
@@ -221,15 +223,15 @@ TEST(BuiltinTokenizer, ConfigCarriesTheLlama3ChatTemplate) {
   EXPECT_EQ(config["added_tokens_decoder"]["1017"]["content"], "<|eot_id|>");
   EXPECT_EQ(config["added_tokens_decoder"]["1017"]["special"], true);
 
-  // Our chat template reader recognises it and renders the seed's conversation shape;
-  // every marker is one special token of the tokenizer.
+  // Our chat template reader renders the seed's conversation shape with it, and finds its
+  // end of turn among the added tokens; every marker is one special token of the tokenizer.
   const ChatTemplate chat = ChatTemplate::from_tokenizer_config(config, "built-in");
-  EXPECT_EQ(chat.kind(), ChatTemplateKind::Llama3);
+  EXPECT_EQ(chat.end_of_turn(), "<|eot_id|>");
   const std::vector<ChatMessage> messages = {{"system", "You are a text to SQL query translator."},
                                              {"user", "How many heads are there?"},
                                              {"assistant", "SELECT COUNT(*) FROM head"}};
-  const RenderedChat rendered = chat.render(messages, GenerationPrompt::Omit);
-  const std::vector<int32_t> ids = builtin_tokenizer().encode(rendered.text, AddSpecialTokens::No);
+  const std::string rendered = chat.render(messages, GenerationPrompt::Omit);
+  const std::vector<int32_t> ids = builtin_tokenizer().encode(rendered, AddSpecialTokens::No);
   EXPECT_EQ(ids.front(), 1008);
   // <|start_header_id|>: one per message; the current Llama-3 template adds no trailing
   // assistant header without a generation prompt.

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "test_util.h"
+#include "tokenizer/reference_templates.h"
 
 namespace ll {
 namespace {
@@ -175,7 +176,7 @@ TEST(Dataset, PaddedLayoutAndConcatTokenChoice) {
 
   // The sql recipe forces <|end_of_text|>; other presets take the config's eos_token.
   const ChatTemplate eot_config = ChatTemplate::from_tokenizer_config(
-      {{"chat_template", chat_template_source(ChatTemplateKind::Llama3)},
+      {{"chat_template", reference_template_source(ReferenceTemplate::Llama3)},
        {"eos_token", "<|eot_id|>"}},
       "instruct");
   EXPECT_EQ(default_concat_token(Preset::Sql, llama.tokenizer, eot_config), kEndOfText);

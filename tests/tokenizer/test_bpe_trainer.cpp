@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "test_util.h"
 #include "tokenizer/bpe_trainer.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/reference_templates.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ll {

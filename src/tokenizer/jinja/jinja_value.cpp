@@ -387,16 +387,14 @@ const char* type_name(const Value& value) {
 }
 
 std::u32string decode_utf8(const std::string& text) {
+  // Ill-formed bytes (JSON parsers reject them, so only text built by hand has them) read as
+  // Python's bytes.decode("utf-8", "replace") reads them: one U+FFFD per maximal subpart.
+  const std::string repaired = utf8::repair_lossy(text);
   std::u32string out;
   size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t n = utf8::sequence_length(text, pos);
-    if (n == 0) {
-      out += U'\uFFFD';
-      ++pos;
-      continue;
-    }
-    out += utf8::decode_at(text, pos, n);
+  while (pos < repaired.size()) {
+    const size_t n = utf8::sequence_length(repaired, pos);
+    out += utf8::decode_at(repaired, pos, n);
     pos += n;
   }
   return out;
