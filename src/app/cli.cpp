@@ -19,6 +19,7 @@ int run_cli(int argc, char** argv) {
   add_init_command(app);
   add_inspect_command(app);
   add_tokenize_command(app);
+  add_chat_template_command(app);
   add_data_stats_command(app);
   add_make_data_command(app);
   add_train_command(app);

@@ -14,6 +14,7 @@ int run_cli(int argc, char** argv);
 
 void add_inspect_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_chat_template_command(CLI::App& app);
 void add_data_stats_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_make_data_command(CLI::App& app);
