@@ -26,7 +26,7 @@ import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "release", "llama-lora")
-WORKLOADS = {"smol-135m": (512, 4), "llama3-1b": (1024, 1)}
+WORKLOADS = {"smol-135m": (512, 4), "llama3-1b": (512, 2)}  # (seq, sequences per step)
 
 
 def main():

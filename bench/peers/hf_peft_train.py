@@ -7,6 +7,8 @@ random tokens with AdamW, gradient checkpointing and bf16 autocast (CPU) / bf16 
 Reports trained tokens/s over the steps after 2 warm-up steps and the peak RSS; one JSON line.
 
     python3 bench/peers/hf_peft_train.py --workload smol-135m --steps 5
+
+Requirements: bench/peers/requirements.txt (the current PyPI releases users install).
 """
 import argparse
 import json
@@ -14,7 +16,9 @@ import resource
 import statistics
 import time
 
+import peft
 import torch
+import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -23,6 +27,14 @@ WORKLOADS = {
                        num_key_value_heads=3, intermediate_size=1536, vocab_size=49152,
                        tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5,
                        max_position_embeddings=8192), 512, 4),
+    # Llama-3.2-1B's shape (llama-lora's `init --preset llama3-1b`), the issue's seq 512 x 2.
+    "llama3-1b": (dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
+                       num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
+                       tie_word_embeddings=True, rope_theta=500000.0, rms_norm_eps=1e-5,
+                       max_position_embeddings=131072,
+                       rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
+                                         high_freq_factor=4.0,
+                                         original_max_position_embeddings=8192)), 512, 2),
 }
 
 
@@ -62,7 +74,8 @@ def main():
                       "step_s": round(seconds, 3), "steps": args.steps, "seq": seq,
                       "batch": batch, "threads": args.threads,
                       "peak_mem_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                      "torch": torch.__version__}))
+                      "torch": torch.__version__, "transformers": transformers.__version__,
+                      "peft": peft.__version__}))
 
 
 if __name__ == "__main__":
