@@ -8,6 +8,8 @@ show that a change does not slow training (A: the previous main, B: the change).
         --workload smol-135m --pairs 3 --steps 5
     bench/ab_train.py --a build/release/llama-lora --a_bf16 False --b build/release/llama-lora \
         --workload smol-135m          fp32 against bf16 compute, one build
+    bench/ab_train.py --a build/release/llama-lora --a_ckpt full --b build/release/llama-lora
+        --workload smol-135m          full against selective checkpointing, one build
 """
 import argparse
 import json
@@ -19,10 +21,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(binary, bf16, args):
+def run(binary, bf16, granularity, args):
     command = [sys.executable, os.path.join(ROOT, "bench", "train_workload.py"),
                "--binary", binary, "--workload", args.workload, "--steps", str(args.steps),
-               "--eval_rows", "0", "--bf16", bf16]
+               "--eval_rows", "0", "--bf16", bf16, "--checkpoint_granularity", granularity]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -35,13 +37,17 @@ def main():
     parser.add_argument("--a_bf16", choices=("True", "False"), default="True",
                         help="--bf16 for A's runs (A/B of fp32 against bf16: the same binary twice)")
     parser.add_argument("--b_bf16", choices=("True", "False"), default="True")
+    parser.add_argument("--a_ckpt", choices=("selective", "full"), default="selective",
+                        help="--checkpoint_granularity for A's runs")
+    parser.add_argument("--b_ckpt", choices=("selective", "full"), default="selective")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     results = {"a": [], "b": []}
     for pair in range(args.pairs):
         for side in ("a", "b"):
-            line = run(getattr(args, side), getattr(args, side + "_bf16"), args)
+            line = run(getattr(args, side), getattr(args, side + "_bf16"),
+                       getattr(args, side + "_ckpt"), args)
             results[side].append(line)
             print(f"pair {pair + 1} {side.upper()}: {line['tokens_per_s']} tokens/s, "
                   f"peak RSS {line['peak_mem_bytes'] / 1e9:.2f} GB, compute {line['compute']}", flush=True)

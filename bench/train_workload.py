@@ -41,6 +41,8 @@ def main():
                         help="the llama-lora to run (an A/B run against another build)")
     parser.add_argument("--bf16", choices=("True", "False"), default="True",
                         help="--bf16 for train (True: the sql recipe's bf16 compute; False: fp32)")
+    parser.add_argument("--checkpoint_granularity", choices=("selective", "full"),
+                        default="selective", help="train's --checkpoint_granularity")
     parser.add_argument("--eval_rows", type=int, default=500,
                         help="held-out rows (evaluated before and after; 0: none)")
     args = parser.parse_args()
@@ -73,7 +75,8 @@ def main():
                     "--per_device_train_batch_size", str(batch // dp),
                     "--tensor_parallel_size", str(args.tp), "--max_steps", str(args.steps),
                     "--logging_steps", "1", "--save_steps", "1000000", "--eval_rows", str(args.eval_rows),
-                    "--eval_steps", "0", "--bf16", args.bf16], check=True, stdout=subprocess.DEVNULL,
+                    "--eval_steps", "0", "--bf16", args.bf16,
+                    "--checkpoint_granularity", args.checkpoint_granularity], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, env=env)
     steps = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     # What the run computed in (fp32, or bf16 when --bf16 True found oneDNN's bf16 path).

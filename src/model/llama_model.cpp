@@ -89,11 +89,15 @@ LlamaLoraModel::LlamaLoraModel(const LlamaWeights& base, LoraAdapter* adapter, M
   }
 
   const size_t copies =
-      options_.checkpointing == Checkpointing::On ? 1 : static_cast<size_t>(c.num_hidden_layers);
+      options_.checkpointing == Checkpointing::Off ? static_cast<size_t>(c.num_hidden_layers) : 1;
   for (size_t i = 0; i < copies; ++i) layer_acts_.push_back(std::make_unique<Activations>());
   work_ = std::make_unique<Workspace>();
   weights_ = std::make_unique<BoundLlamaWeights>(backend_, base_);
   layer_inputs_.resize(static_cast<size_t>(c.num_hidden_layers + 1));
+  if (options_.checkpointing == Checkpointing::Selective) {
+    kept_attention_.resize(static_cast<size_t>(c.num_hidden_layers));
+    kept_lse_.resize(static_cast<size_t>(c.num_hidden_layers));
+  }
 }
 
 LlamaLoraModel::~LlamaLoraModel() = default;
@@ -185,10 +189,50 @@ class PackedAttention final : public BlockAttention {
   std::span<const int32_t> cu_seqlens_;
 };
 
+// Selective checkpointing's two halves: the forward computes the attention and keeps a copy
+// of its output and log-sum-exp; the recompute copies them back instead of attending again.
+class KeepingAttention final : public BlockAttention {
+ public:
+  KeepingAttention(Backend& backend, PackedAttention& attention, int64_t out_count, Buffer& out,
+                   Buffer& lse)
+      : backend_(backend), attention_(attention), out_count_(out_count), out_(out), lse_(lse) {}
+  void attend(int64_t layer, const float* q, const float* k, const float* v, float* out,
+              Buffer& lse) override {
+    attention_.attend(layer, q, k, v, out, lse);
+    out_.resize(backend_, out_count_);
+    lse_.resize(backend_, lse.size());
+    backend_.copy(out_.data(), out, out_count_);
+    backend_.copy(lse_.data(), lse.data(), lse.size());
+  }
+
+ private:
+  Backend& backend_;
+  PackedAttention& attention_;
+  int64_t out_count_;
+  Buffer& out_;
+  Buffer& lse_;
+};
+
+class KeptAttention final : public BlockAttention {
+ public:
+  KeptAttention(Backend& backend, const Buffer& out, const Buffer& lse)
+      : backend_(backend), out_(out), lse_(lse) {}
+  void attend(int64_t, const float*, const float*, const float*, float* out, Buffer& lse) override {
+    backend_.copy(out, out_.data(), out_.size());
+    lse.resize(backend_, lse_.size());
+    backend_.copy(lse.data(), lse_.data(), lse_.size());
+  }
+
+ private:
+  Backend& backend_;
+  const Buffer& out_;
+  const Buffer& lse_;
+};
+
 }  // namespace
 
 void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const float* x,
-                                   float* x_out, Activations& a) {
+                                   float* x_out, Activations& a, AttentionSource source) {
   const BlockContext context{
       backend_,
       base_.config,
@@ -199,9 +243,24 @@ void LlamaLoraModel::layer_forward(int64_t layer, const TokenBatch& batch, const
       batch.tokens(),
       batch.positions.data(),
       &rope_};
+  const LlamaLayerWeights& w = weights_->layers[static_cast<size_t>(layer)];
   PackedAttention attention(backend_, base_.config, batch.tokens(), cu_seqlens_);
-  llama_block_forward(context, layer, weights_->layers[static_cast<size_t>(layer)], x, x_out, a,
-                      attention);
+  switch (source) {
+    case AttentionSource::Compute:
+      return llama_block_forward(context, layer, w, x, x_out, a, attention);
+    case AttentionSource::ComputeAndKeep: {
+      const LayerSizes sizes = LayerSizes::of(base_.config);
+      KeepingAttention keeping(backend_, attention, batch.tokens() * sizes.q_out,
+                               kept_attention_[static_cast<size_t>(layer)],
+                               kept_lse_[static_cast<size_t>(layer)]);
+      return llama_block_forward(context, layer, w, x, x_out, a, keeping);
+    }
+    case AttentionSource::Kept: {
+      KeptAttention kept(backend_, kept_attention_[static_cast<size_t>(layer)],
+                         kept_lse_[static_cast<size_t>(layer)]);
+      return llama_block_forward(context, layer, w, x, x_out, a, kept);
+    }
+  }
 }
 
 void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out,
@@ -284,7 +343,8 @@ double LlamaLoraModel::lora_dropout() const {
   return mode_ == ForwardMode::Train && adapter_ ? adapter_->config.dropout : 0.0;
 }
 
-void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode) {
+void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode,
+                                    AttentionSource source) {
   const LlamaConfig& c = base_.config;
   batch.check(c.vocab_size);
   mode_ = mode;
@@ -306,7 +366,7 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
     layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(),
-                  layer_inputs_[static_cast<size_t>(i + 1)].data(), acts);
+                  layer_inputs_[static_cast<size_t>(i + 1)].data(), acts, source);
   }
   final_norm(batch);
 }
@@ -324,7 +384,10 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   const LlamaConfig& c = base_.config;
   {
     const BackendRegion region(backend_, "forward");
-    forward_layers(batch, ForwardMode::Train);
+    forward_layers(batch, ForwardMode::Train,
+                   options_.checkpointing == Checkpointing::Selective
+                       ? AttentionSource::ComputeAndKeep
+                       : AttentionSource::Compute);
   }
   const int64_t n = batch.tokens();
   Buffer& d_hidden = work_->d_hidden;
@@ -348,12 +411,14 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
   d_prev.resize(backend_, n * c.hidden_size);
   for (int64_t i = c.num_hidden_layers - 1; i >= 0; --i) {
     Activations& acts = *layer_acts_[layer_acts_.size() == 1 ? 0 : static_cast<size_t>(i)];
-    if (options_.checkpointing == Checkpointing::On) {
+    if (options_.checkpointing != Checkpointing::Off) {
       // Recompute this layer's activations from its saved input (same dropout masks: they
-      // are a pure function of seed, layer and element).
+      // are a pure function of seed, layer and element), its attention too unless kept.
       discard.resize(backend_, n * c.hidden_size);
       const BackendRegion region(backend_, "recompute");
-      layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(), discard.data(), acts);
+      layer_forward(i, batch, layer_inputs_[static_cast<size_t>(i)].data(), discard.data(), acts,
+                    options_.checkpointing == Checkpointing::Selective ? AttentionSource::Kept
+                                                                       : AttentionSource::Compute);
     }
     layer_backward(i, batch, d_x.data(), d_prev.data(), acts);
     d_x.swap(d_prev);

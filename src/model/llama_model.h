@@ -5,7 +5,9 @@
 // Per layer the block of model/llama_block.h (shared with generation), its attention causal
 // and GQA inside each packed document; then rmsnorm, LM head and cross-entropy over chunks
 // of tokens (never the whole logits).
-// With gradient checkpointing only each layer's input is kept; backward recomputes the layer.
+// With gradient checkpointing only each layer's input is kept; backward recomputes the layer
+// (Checkpointing::Full), or everything but its attention, whose output and log-sum-exp the
+// forward kept (Checkpointing::Selective).
 // With tensor parallelism (ModelOptions::tensor_parallel) each rank runs its share of heads
 // and MLP columns: the o and down outputs are summed over the group in the forward, the
 // q/k/v and gate/up input gradients in the backward (Megatron's two reductions per block
@@ -25,7 +27,11 @@
 
 namespace ll {
 
-enum class Checkpointing { Off, On };
+// What the backward has of each layer: every activation kept (Off); only the layer's input,
+// the rest recomputed (Full); the input and the attention's output and log-sum-exp
+// ([tokens, heads·head_dim + heads] fp32 per layer), the rest recomputed (Selective: the
+// recompute skips the attention forward, Megatron's "selective" granularity).
+enum class Checkpointing { Off, Full, Selective };
 
 // Train applies the adapter's LoRA dropout; Eval (evaluation, generation, compare, verify)
 // never does, whatever the adapter's config says.
@@ -86,10 +92,15 @@ class LlamaLoraModel {
  private:
   struct Activations;
   struct Workspace;
-  void forward_layers(const TokenBatch& batch, ForwardMode mode);
+  // Where a layer's attention output comes from: computed; computed and kept (the forward of
+  // a training step under Checkpointing::Selective); copied from what that forward kept (its
+  // recompute).
+  enum class AttentionSource { Compute, ComputeAndKeep, Kept };
+  void forward_layers(const TokenBatch& batch, ForwardMode mode,
+                      AttentionSource source = AttentionSource::Compute);
   double lora_dropout() const;  // the dropout probability of the current forward's mode
   void layer_forward(int64_t layer, const TokenBatch& batch, const float* x, float* x_out,
-                     Activations& acts);
+                     Activations& acts, AttentionSource source = AttentionSource::Compute);
   void layer_backward(int64_t layer, const TokenBatch& batch, const float* d_out, float* d_x,
                       Activations& acts);
   void final_norm(const TokenBatch& batch);
@@ -115,6 +126,8 @@ class LlamaLoraModel {
   std::unique_ptr<BoundLlamaWeights> weights_;  // base_ as the backend reads it // the backward's
                                                 // and loss's scratch
   std::vector<Buffer> layer_inputs_;            // [layers + 1][tokens, hidden]
+  std::vector<Buffer> kept_attention_;          // Selective: [layers][tokens, heads·head_dim]
+  std::vector<Buffer> kept_lse_;                // Selective: [layers][heads, tokens]
   Buffer final_hidden_;                         // [tokens, hidden] after the final norm
   Buffer final_rstd_;                           // [tokens]
   VocabShard vocab_shard_;                      // set when the LM head is split

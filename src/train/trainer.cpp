@@ -196,8 +196,9 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   state_.save_steps = args_.save_steps;
 
   ModelOptions model_options;
-  model_options.checkpointing =
-      args_.gradient_checkpointing ? Checkpointing::On : Checkpointing::Off;
+  model_options.checkpointing = !args_.gradient_checkpointing            ? Checkpointing::Off
+                                : args_.checkpoint_granularity == "full" ? Checkpointing::Full
+                                                                         : Checkpointing::Selective;
   if (tp_size() > 1) model_options.tensor_parallel = options_.parallel->tp.get();
   if (args_.profile) {
     profiler_ = std::make_unique<ProfilingBackend>(backend());

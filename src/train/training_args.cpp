@@ -108,6 +108,10 @@ const std::array kFields = {
           "metrics.jsonl"},
     Field{"gradient_checkpointing", &A::gradient_checkpointing, kOptimGroup,
           "Recompute activations in the backward pass to save memory"},
+    Field{"checkpoint_granularity", &A::checkpoint_granularity, kOptimGroup,
+          "With --gradient_checkpointing: selective keeps each layer's attention output and "
+          "log-sum-exp (tokens x (heads*head_dim + heads) fp32 a layer) and recomputes the "
+          "rest; full recomputes everything (least memory)"},
     Field{"dataloader_drop_last", &A::dataloader_drop_last, kOptimGroup,
           "Drop the last incomplete batch"},
     Field{"overwrite_output_dir", &A::overwrite_output_dir, kOptimGroup,
@@ -562,6 +566,9 @@ void validate_training_args(const TrainingArgs& args) {
     fail("train", "--lr_scheduler_type '" + args.lr_scheduler_type +
                       "' is not supported (linear, cosine, constant, constant_with_warmup)");
   }
+  require(args.checkpoint_granularity == "selective" || args.checkpoint_granularity == "full",
+          "--checkpoint_granularity '" + args.checkpoint_granularity +
+              "' is not supported (selective, full)");
   require_at_least("warmup_steps", args.warmup_steps, 0);
   require(args.warmup_ratio >= 0 && args.warmup_ratio <= 1,
           "--warmup_ratio must be in [0, 1], got " + format_number(args.warmup_ratio));

@@ -68,6 +68,7 @@ struct TrainingArgs {
   bool bf16 = false;
   bool profile = false;  // per-op time breakdown of the steady-state steps (--profile)
   bool gradient_checkpointing = false;
+  std::string checkpoint_granularity = "selective";  // selective | full (model/llama_model.h)
   bool dataloader_drop_last = false;
   bool overwrite_output_dir = false;
   std::string resume_from_checkpoint;  // a checkpoint folder, or "latest"

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "backend/profiling_backend.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
 #include "test_util.h"
@@ -56,14 +57,40 @@ std::vector<float> grads_with(const LlamaWeights& base, double dropout, Checkpoi
 TEST(Checkpointing, RecomputedGradientsAreIdentical) {
   const LlamaWeights base = load_llama_weights(kModel / "model");
   for (double dropout : {0.0, 0.3}) {
-    double loss_off = 0, loss_on = 0;
+    double loss_off = 0, loss_full = 0, loss_selective = 0;
     const auto off = grads_with(base, dropout, Checkpointing::Off, &loss_off);
-    const auto on = grads_with(base, dropout, Checkpointing::On, &loss_on);
-    EXPECT_EQ(loss_off, loss_on) << "dropout " << dropout;
-    EXPECT_EQ(off, on) << "dropout " << dropout;  // bit for bit: same ops, same order
+    const auto full = grads_with(base, dropout, Checkpointing::Full, &loss_full);
+    const auto selective = grads_with(base, dropout, Checkpointing::Selective, &loss_selective);
+    EXPECT_EQ(loss_off, loss_full) << "dropout " << dropout;
+    EXPECT_EQ(off, full) << "dropout " << dropout;  // bit for bit: same ops, same order
+    // The kept attention output is the one the recompute would have computed.
+    EXPECT_EQ(loss_off, loss_selective) << "dropout " << dropout;
+    EXPECT_EQ(off, selective) << "dropout " << dropout;
   }
   // Dropout really changes the computation.
   EXPECT_NE(grads_with(base, 0.0, Checkpointing::Off), grads_with(base, 0.3, Checkpointing::Off));
+}
+
+TEST(Checkpointing, SelectiveSkipsTheAttentionForwardInTheRecompute) {
+  // Counted by the profiling backend: Full attends twice per layer (forward and recompute),
+  // Selective once; Off once.
+  const LlamaWeights base = load_llama_weights(kModel / "model");
+  const auto attention_calls = [&](Checkpointing ckpt) {
+    LoraAdapter adapter = load_peft_adapter(kModel / "adapter", base.config);
+    ProfilingBackend profiler(cpu_backend());
+    LlamaLoraModel model(base, &adapter, ModelOptions{ckpt, 7, &profiler});
+    const TokenBatch batch = two_rows();
+    model.forward_backward(batch, 1.0 / static_cast<double>(batch.target_count()));
+    int64_t calls = 0;
+    for (const auto& [where, time] : profiler.profile()) {
+      if (where.second == "attention_forward") calls += time.calls;
+    }
+    return calls;
+  };
+  const int64_t layers = base.config.num_hidden_layers;
+  EXPECT_EQ(attention_calls(Checkpointing::Off), layers);
+  EXPECT_EQ(attention_calls(Checkpointing::Full), 2 * layers);
+  EXPECT_EQ(attention_calls(Checkpointing::Selective), layers);
 }
 
 TEST(Dropout, BackwardMatchesFiniteDifferences) {

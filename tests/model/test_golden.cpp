@@ -147,14 +147,14 @@ INSTANTIATE_TEST_SUITE_P(
                       GoldenCase{"gqa_tied", "expected_packed.safetensors", Checkpointing::Off},
                       GoldenCase{"llama3_rope_headdim", "expected.safetensors", Checkpointing::Off},
                       GoldenCase{"llama3_rope_headdim", "expected_packed.safetensors",
-                                 Checkpointing::On},
-                      GoldenCase{"mha_plain", "expected.safetensors", Checkpointing::On},
+                                 Checkpointing::Full},
+                      GoldenCase{"mha_plain", "expected.safetensors", Checkpointing::Full},
                       GoldenCase{"mha_plain", "expected_packed.safetensors", Checkpointing::Off}),
     [](const ::testing::TestParamInfo<GoldenCase>& case_info) {
       const GoldenCase& c = case_info.param;
       std::string name = c.config + "_" +
                          (c.expected_file == "expected.safetensors" ? "batch" : "packed") +
-                         (c.checkpointing == Checkpointing::On ? "_ckpt" : "");
+                         (c.checkpointing == Checkpointing::Full ? "_ckpt" : "");
       return name;
     });
 

@@ -156,13 +156,14 @@ TEST(TensorParallel, GqaModelOnTwoRanksEqualsTheWholeModel) {
 }
 
 TEST(TensorParallel, MhaModelOnTwoAndFourRanks) {
-  check_tp("mha_plain", 2, 0.0, Checkpointing::On);
+  check_tp("mha_plain", 2, 0.0, Checkpointing::Full);
+  check_tp("mha_plain", 2, 0.0, Checkpointing::Selective);
   check_tp("mha_plain", 4, 0.0, Checkpointing::Off);
 }
 
 TEST(TensorParallel, DropoutMasksMatchTheWholeModel) {
   // Row-parallel inputs are column slices: DropoutWindow gives them the whole input's mask.
-  check_tp("gqa_tied", 2, 0.3, Checkpointing::On);
+  check_tp("gqa_tied", 2, 0.3, Checkpointing::Full);
   check_tp("mha_plain", 4, 0.3, Checkpointing::Off);
 }
 
@@ -200,7 +201,7 @@ TEST(TensorParallel, SplitLmHeadCombinesTheLossAndGathersTheLogits) {
     }
   }
   check_tp_model(base, adapter, 2, 0.0, Checkpointing::Off);
-  check_tp_model(base, adapter, 4, 0.2, Checkpointing::On);
+  check_tp_model(base, adapter, 4, 0.2, Checkpointing::Full);
 }
 
 TEST(TensorParallel, SlicedAdapterShardsJoinBackToTheWhole) {

@@ -179,7 +179,7 @@ TEST(TrainingArgsFlags, AliasesAndLastValueWins) {
 TEST(TrainingArgsFlags, EveryFieldHasItsFlag) {
   // Each key of to_json() is a flag: set it to a value of its type and see it arrive.
   const nlohmann::json defaults = TrainingArgs{}.to_json();
-  EXPECT_EQ(defaults.size(), 46u);
+  EXPECT_EQ(defaults.size(), 47u);
   for (const auto& [key, value] : defaults.items()) {
     std::string text = "7";
     nlohmann::json expected = 7;
@@ -377,6 +377,8 @@ TEST(TrainingArgsValidate, EachBadSettingIsNamed) {
       {[](TrainingArgs& a) { a.lr_scheduler_type = "polynomial"; },
        "--lr_scheduler_type 'polynomial' is not supported (linear, cosine, constant, "
        "constant_with_warmup)"},
+      {[](TrainingArgs& a) { a.checkpoint_granularity = "layer"; },
+       "--checkpoint_granularity 'layer' is not supported (selective, full)"},
       {[](TrainingArgs& a) { a.target_modules = "q_proj,qkv_proj"; },
        "[train] --target_modules: unknown target module 'qkv_proj'"},
       {[](TrainingArgs& a) { a.target_modules = ","; }, "--target_modules names no module"},
