@@ -2,9 +2,11 @@
 // into the held-out rows, split exactly as training splits), renders system + user with the
 // chat template and its generation prompt, generates greedily with the base model and with
 // the fine-tuned one, and prints PROMPT / BASE MODEL OUTPUT / FINETUNED MODEL OUTPUT per
-// example (with the reference answer). `--tuned` is a merged model folder or an adapter
-// folder applied to `--base`. `--interactive` waits for Enter between examples; `--json`
-// prints one JSON object.
+// example (with the reference answer). Each answer stops at its model's stop ids (the
+// tokenizer's EOS and the template's end-of-turn token among them) or a --stop string, and
+// holds neither (tools/stopping.h). `--tuned` is a merged model folder or an adapter folder
+// applied to `--base`. `--interactive` waits for Enter between examples; `--json` prints one
+// JSON object.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -15,6 +17,7 @@
 
 #include "app/cli.h"
 #include "app/held_out_flags.h"
+#include "app/stop_flags.h"
 #include "core/error.h"
 #include "model/peft_adapter.h"
 #include "tools/chat_generation.h"
@@ -32,6 +35,7 @@ struct CompareOptions {
   HeldOutFlags held_out;
   std::string examples = "94,99,123";  // the seed's choice
   int64_t max_new_tokens = 50;
+  std::vector<std::string> stop;
   bool interactive = false;
   bool json = false;
 };
@@ -83,6 +87,7 @@ void run_compare(const CompareOptions& o) {
   }
   std::vector<std::vector<ChatMessage>> prompts;
   for (const HeldOutExample* held : chosen) prompts.push_back(held->prompt);
+  const AnswerOptions answer{o.max_new_tokens, prompts.size(), StopStrings(o.stop)};
 
   // One model at a time keeps memory at one model (an 8B base and its merged twin would not
   // fit together on many machines).
@@ -91,16 +96,16 @@ void run_compare(const CompareOptions& o) {
   std::vector<std::string> tuned_answers;
   {
     auto base = load_chat_model(o.base, {}, o.tokenizer);
-    base_answers = generate_answers(*base, prompts, o.max_new_tokens, prompts.size());
+    base_answers = generate_answers(*base, prompts, answer);
     if (is_adapter_folder(tuned_dir)) {
       // The adapter goes onto the base already in memory.
       base->adapter.emplace(load_peft_adapter(tuned_dir, base->weights.config));
-      tuned_answers = generate_answers(*base, prompts, o.max_new_tokens, prompts.size());
+      tuned_answers = generate_answers(*base, prompts, answer);
     }
   }
   if (tuned_answers.empty()) {
     auto tuned = load_chat_model(tuned_dir, {}, o.tokenizer);
-    tuned_answers = generate_answers(*tuned, prompts, o.max_new_tokens, prompts.size());
+    tuned_answers = generate_answers(*tuned, prompts, answer);
   }
 
   if (o.json) {
@@ -157,6 +162,7 @@ void add_compare_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max_new_tokens", o->max_new_tokens, "Most new tokens per answer")
       ->capture_default_str();
+  add_stop_flag(*cmd, o->stop);
   cmd->add_flag("--interactive", o->interactive, "Wait for Enter between examples");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] { run_compare(*o); });

@@ -2,7 +2,8 @@
 // of a dataset, split exactly as `train` splits it.
 //   - eval loss and perplexity: mean cross-entropy per label token over the packed evaluation
 //     split (the number `train` logs as eval_loss), no dropout;
-//   - with --preset sql, on the first --limit held-out rows: greedy answers scored by exact
+//   - with --preset sql, on the first --limit held-out rows: greedy answers (stopped and cut at
+//     the model's stop ids and --stop strings, tools/stopping.h) scored by exact
 //     match (whitespace/case-normalised), valid SQL (prepares read-only against the schema the
 //     row's context creates, in SQLite) and execution match (same rows as the gold query on
 //     generated data); see tools/sql_eval.h.
@@ -15,9 +16,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "app/cli.h"
 #include "app/held_out_flags.h"
+#include "app/stop_flags.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "model/llama_model.h"
@@ -38,6 +41,7 @@ struct EvalOptions {
   HeldOutFlags held_out;
   int64_t limit = 100;  // rows generated and scored (sql); 0 = every held-out row
   int64_t max_new_tokens = 128;
+  std::vector<std::string> stop;
   int64_t batch_size = 8;
   uint32_t max_seq_length = 1024;
   bool completion_only_loss = false;
@@ -74,6 +78,7 @@ void run_eval(const EvalOptions& o) {
   check(o.limit >= 0, kOrigin, "--limit must be >= 0");
   check(o.max_new_tokens >= 1, kOrigin, "--max_new_tokens must be >= 1");
   check(o.batch_size >= 1, kOrigin, "--batch_size must be >= 1");
+  const StopStrings stop_strings(o.stop);
   const auto start = std::chrono::steady_clock::now();
   // Data first: a bad file fails before the weights load.
   const std::vector<HeldOutExample> held_out = read_held_out(o.held_out);
@@ -99,12 +104,10 @@ void run_eval(const EvalOptions& o) {
     std::vector<std::vector<ChatMessage>> prompts;
     for (size_t i = 0; i < rows; ++i) prompts.push_back(held_out[i].prompt);
     const bool terminal = !o.json && isatty(fileno(stderr));
-    const auto answers =
-        generate_answers(*model, prompts, o.max_new_tokens, static_cast<size_t>(o.batch_size),
-                         [&](size_t done, size_t total) {
-                           if (terminal)
-                             std::fprintf(stderr, "\r[eval] generated %zu/%zu", done, total);
-                         });
+    const AnswerOptions answer{o.max_new_tokens, static_cast<size_t>(o.batch_size), stop_strings};
+    const auto answers = generate_answers(*model, prompts, answer, [&](size_t done, size_t total) {
+      if (terminal) std::fprintf(stderr, "\r[eval] generated %zu/%zu", done, total);
+    });
     if (terminal) std::fprintf(stderr, "\n");
     SqlEvalSummary summary;
     for (size_t i = 0; i < rows; ++i) {
@@ -156,6 +159,7 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max_new_tokens", o->max_new_tokens, "Most new tokens per answer")
       ->capture_default_str();
+  add_stop_flag(*cmd, o->stop);
   cmd->add_option("--batch_size", o->batch_size, "Sequences per forward / generation batch")
       ->capture_default_str();
   cmd->add_option("--max_seq_length", o->max_seq_length, "Tokens per packed sequence (loss)")

@@ -8,10 +8,13 @@
 // header (add_generation_prompt), then tokenised without the post-processor, as transformers'
 // apply_chat_template does; --prompt_ids needs no tokenizer. Decoding follows
 // generation_config.json (do_sample, temperature, top_k, top_p; greedy without one) unless
-// flags say otherwise; generation stops per prompt at an EOS id of generation_config.json
-// (else config.json), any --eos_token_id, or --max_new_tokens.
-// Output: per prompt, the new text with special tokens removed (a "--- prompt N ---" line
-// before each when there are several), or with --print_ids one line of the new token ids.
+// flags say otherwise. Each prompt stops on its own at a stop id (generation_config.json's EOS,
+// else config.json's; the tokenizer's EOS; the chat template's end-of-turn token; any
+// --eos_token_id), once its text holds a --stop string, or at --max_new_tokens
+// (tools/stopping.h).
+// Output: per prompt, the new text with special tokens removed and cut before what stopped it
+// (a "--- prompt N ---" line before each when there are several), or with --print_ids one line
+// of the new token ids (the stop id included, as transformers' generate returns it).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -22,12 +25,14 @@
 #include <vector>
 
 #include "app/cli.h"
+#include "app/stop_flags.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "model/llama_generate.h"
 #include "model/peft_adapter.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/stopping.h"
 
 namespace ll {
 
@@ -48,6 +53,7 @@ struct GenerateCliOptions {
   std::optional<double> top_p;
   uint64_t seed = 0;
   std::vector<int32_t> extra_eos;
+  std::vector<std::string> stop;
   bool print_ids = false;
 };
 
@@ -115,13 +121,23 @@ void run_generate(const GenerateCliOptions& o) {
   check(fs::is_directory(model_dir), kOrigin, "--model " + o.model + ": no such folder");
 
   // Prompts first: bad input fails before the weights load.
+  const StopStrings stop_strings(o.stop);
   std::vector<std::vector<int32_t>> prompts;
   std::optional<Tokenizer> tokenizer;
-  const bool needs_tokenizer = o.prompt_ids.empty() || !o.print_ids;
+  std::optional<ChatTemplate> chat_template;
+  // Stop strings are matched in the decoded text; a folder with a tokenizer.json also stops at
+  // the tokenizer's EOS and the template's end of turn, --print_ids or not.
+  const bool has_tokenizer = fs::exists(model_dir / "tokenizer.json");
+  const bool needs_tokenizer = o.prompt_ids.empty() || !o.print_ids || !stop_strings.empty();
   if (needs_tokenizer) {
-    check(o.prompt_ids.empty() || fs::exists(model_dir / "tokenizer.json"), kOrigin,
-          "--model " + o.model + " has no tokenizer.json to decode the output; add --print_ids");
+    check(o.prompt_ids.empty() || has_tokenizer, kOrigin,
+          "--model " + o.model + " has no tokenizer.json to decode the output; " +
+              (stop_strings.empty() ? "add --print_ids" : "--stop needs one"));
+  }
+  if (needs_tokenizer || has_tokenizer) {
     tokenizer.emplace(Tokenizer::load(model_dir));
+    chat_template = o.messages.empty() ? ChatTemplate::load_if_present(model_dir)
+                                       : ChatTemplate::load(model_dir);
   }
   for (const std::string& text : o.prompt_ids) prompts.push_back(parse_prompt_ids(text));
   for (const std::string& text : o.prompts) {
@@ -130,9 +146,8 @@ void run_generate(const GenerateCliOptions& o) {
   if (!o.messages.empty()) {
     std::vector<std::vector<ChatMessage>> conversations;
     for (const std::string& text : o.messages) conversations.push_back(parse_messages(text));
-    const ChatTemplate chat_template = ChatTemplate::load(model_dir);
     for (const auto& conversation : conversations) {
-      const std::string text = chat_template.render(conversation, GenerationPrompt::Add);
+      const std::string text = chat_template->render(conversation, GenerationPrompt::Add);
       prompts.push_back(tokenizer->encode(text, AddSpecialTokens::No));
     }
   }
@@ -146,15 +161,27 @@ void run_generate(const GenerateCliOptions& o) {
   if (!o.adapter.empty()) adapter = load_peft_adapter(o.adapter, weights.config);
   const GenerationDefaults defaults = load_generation_defaults(model_dir, weights.config);
 
+  StopTokenSources stop_sources;
+  if (chat_template) {
+    stop_sources = stop_token_sources(defaults, *chat_template);
+  } else {
+    stop_sources.eos_token_ids = defaults.eos_token_ids;
+    if (tokenizer) stop_sources.tokenizer_eos = read_eos_token(model_dir);
+  }
+  stop_sources.extra_ids = o.extra_eos;
+  const StopCriteria criteria{collect_stop_ids(stop_sources, tokenizer ? &*tokenizer : nullptr),
+                              stop_strings};
+
   GenerateOptions options;
   options.max_new_tokens = o.max_new_tokens;
-  options.eos_token_ids = defaults.eos_token_ids;
-  options.eos_token_ids.insert(options.eos_token_ids.end(), o.extra_eos.begin(), o.extra_eos.end());
+  options.eos_token_ids = criteria.stop_ids;
   options.sampling = resolve_sampling(defaults, {o.greedy, o.temperature, o.top_k, o.top_p});
   options.seed = o.seed;
 
   LlamaGenerator generator(weights, adapter ? &*adapter : nullptr);
-  const auto generated = generate_tokens(generator, prompts, options);
+  const TokenCallback watch =
+      tokenizer ? watch_stop_strings(*tokenizer, stop_strings) : TokenCallback{};
+  const auto generated = generate_tokens(generator, prompts, options, watch);
 
   for (size_t s = 0; s < generated.size(); ++s) {
     if (o.print_ids) {
@@ -167,7 +194,7 @@ void run_generate(const GenerateCliOptions& o) {
       continue;
     }
     if (generated.size() > 1) print_line("--- prompt " + std::to_string(s + 1) + " ---");
-    print_line(tokenizer->decode(generated[s], DecodeSpecial::Skip));
+    print_line(decode_answer(*tokenizer, generated[s], criteria));
   }
   std::fflush(stdout);
 }
@@ -200,10 +227,13 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top_p", o->top_p, "Sample from the smallest set with this probability");
   cmd->add_option("--seed", o->seed, "Seed of the sampling")->capture_default_str();
   cmd->add_option("--eos_token_id", o->extra_eos,
-                  "Also stop at this token id (repeatable), besides the model's EOS ids")
+                  "Also stop at this token id (repeatable), besides the model's EOS ids, the "
+                  "tokenizer's EOS and the chat template's end-of-turn token")
       ->allow_extra_args(false);
+  add_stop_flag(*cmd, o->stop);
   cmd->add_flag("--print_ids", o->print_ids,
-                "Print one line per prompt of the new token ids instead of text");
+                "Print one line per prompt of the new token ids (the stop id included) "
+                "instead of text");
   cmd->callback([o] { run_generate(*o); });
 }
 

@@ -319,8 +319,9 @@ std::vector<std::vector<int32_t>> generate_tokens(LlamaGenerator& model,
                                        static_cast<size_t>(vocab));
       const int32_t token = samplers[s].next(row);
       generated[s].push_back(token);
-      if (on_token) on_token(s, token);
-      if (!is_eos(token) && static_cast<int64_t>(generated[s].size()) < options.max_new_tokens) {
+      const TokenVerdict verdict = on_token ? on_token(s, token) : TokenVerdict::Continue;
+      if (verdict == TokenVerdict::Continue && !is_eos(token) &&
+          static_cast<int64_t>(generated[s].size()) < options.max_new_tokens) {
         still_active.push_back(s);
       }
     }

@@ -19,7 +19,10 @@
 // (bf16 or fp32, through WeightView); activations, caches and logits are fp32.
 //
 // generate_tokens() drives this for a batch of prompts (transformers' generate semantics: new
-// tokens only, each sequence stops after an EOS id, which it keeps, or max_new_tokens).
+// tokens only, each sequence stops after a stop id, which it keeps, or max_new_tokens). Which
+// ids stop (generation_config's EOS, the tokenizer's, the chat template's end of turn) and
+// stop strings are tools/stopping.h's business: here a sequence also ends when the token
+// callback says so.
 #pragma once
 
 #include <cstdint>
@@ -122,17 +125,21 @@ SamplingConfig resolve_sampling(const GenerationDefaults& defaults, const Sampli
 
 struct GenerateOptions {
   int64_t max_new_tokens = 128;        // >= 1
-  std::vector<int32_t> eos_token_ids;  // a sequence stops after producing any of these
+  std::vector<int32_t> eos_token_ids;  // stop ids: a sequence stops after producing any of these
   SamplingConfig sampling;
   uint64_t seed = 0;  // sequence s samples with sequence_seed(seed, s)
 };
 
-// Called after each step with the sequence index and the token it produced.
-using TokenCallback = std::function<void(size_t sequence, int32_t token)>;
+enum class TokenVerdict { Continue, Stop };  // Stop: the sequence ends after this token
 
-// The new tokens of each prompt (EOS included when produced). Prompts are prefilled together,
-// then every unfinished sequence advances one token per decode step. Errors for an empty
-// batch or prompt, an id outside the vocabulary or max_new_tokens < 1.
+// Called after each step with the sequence index and the token it produced (already appended
+// to that sequence's output); Stop ends that sequence only (e.g. a stop string is complete).
+using TokenCallback = std::function<TokenVerdict(size_t sequence, int32_t token)>;
+
+// The new tokens of each prompt (the stop id included when produced). Prompts are prefilled
+// together, then every unfinished sequence advances one token per decode step; each sequence
+// stops on its own (stop id, callback's Stop, max_new_tokens). Errors for an empty batch or
+// prompt, an id outside the vocabulary or max_new_tokens < 1.
 std::vector<std::vector<int32_t>> generate_tokens(LlamaGenerator& model,
                                                   std::span<const std::vector<int32_t>> prompts,
                                                   const GenerateOptions& options,

@@ -136,6 +136,22 @@ ChatTemplate ChatTemplate::load(const std::filesystem::path& path) {
   return from_tokenizer_config(config, config_file.string());
 }
 
+std::optional<ChatTemplate> ChatTemplate::load_if_present(const std::filesystem::path& folder) {
+  const std::filesystem::path config_file = folder / "tokenizer_config.json";
+  if (std::filesystem::is_regular_file(folder / "chat_template.jinja")) return load(folder);
+  if (!std::filesystem::exists(config_file)) return std::nullopt;
+  const nlohmann::json config = read_config(config_file);
+  const auto found = config.find("chat_template");
+  if (found == config.end() || found->is_null()) return std::nullopt;
+  return from_tokenizer_config(config, config_file.string());
+}
+
+std::optional<std::string> read_eos_token(const std::filesystem::path& folder) {
+  const std::filesystem::path config_file = folder / "tokenizer_config.json";
+  if (!std::filesystem::exists(config_file)) return std::nullopt;
+  return special_token(read_config(config_file), "eos_token");
+}
+
 jinja::RenderOptions ChatTemplate::render_options() const {
   jinja::RenderOptions options;
   options.now = now_ ? *now_ : local_now();  // one "now" for all renders of one call

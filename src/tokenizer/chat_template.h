@@ -88,6 +88,9 @@ class ChatTemplate {
                                             const std::string& origin);
   // `path` is a tokenizer_config.json file or a folder holding one and/or chat_template.jinja.
   static ChatTemplate load(const std::filesystem::path& path);
+  // The folder's template, or none when it has neither chat_template.jinja nor a chat_template
+  // in tokenizer_config.json (a base model's folder); any other problem throws as load does.
+  static std::optional<ChatTemplate> load_if_present(const std::filesystem::path& folder);
 
   const std::string& source() const { return source_; }
   const std::string& origin() const { return origin_; }
@@ -125,5 +128,9 @@ class ChatTemplate {
 };
 
 nlohmann::ordered_json chat_messages_to_json(std::span<const ChatMessage> messages);
+
+// The eos_token of `folder`/tokenizer_config.json (a string or {"content": ...}); none when the
+// file or the field is absent. For folders without a chat template (ChatTemplate::eos_token).
+std::optional<std::string> read_eos_token(const std::filesystem::path& folder);
 
 }  // namespace ll

@@ -34,26 +34,33 @@ std::vector<int32_t> encode_chat_prompt(const ChatModel& model,
   return model.tokenizer.encode(text, AddSpecialTokens::No);
 }
 
+StopCriteria chat_stop_criteria(const ChatModel& model, const StopStrings& stop_strings) {
+  return {
+      collect_stop_ids(stop_token_sources(model.defaults, model.chat_template), &model.tokenizer),
+      stop_strings};
+}
+
 std::vector<std::string> generate_answers(ChatModel& model,
                                           std::span<const std::vector<ChatMessage>> prompts,
-                                          int64_t max_new_tokens, size_t batch_size,
+                                          const AnswerOptions& answer,
                                           const AnswerProgress& progress) {
-  if (batch_size < 1) fail("generate", "batch size must be >= 1");
+  if (answer.batch_size < 1) fail("generate", "batch size must be >= 1");
   LlamaGenerator generator(model.weights, model.adapter ? &*model.adapter : nullptr);
+  const StopCriteria criteria = chat_stop_criteria(model, answer.stop_strings);
   GenerateOptions options;
-  options.max_new_tokens = max_new_tokens;
-  options.eos_token_ids = model.defaults.eos_token_ids;
+  options.max_new_tokens = answer.max_new_tokens;
+  options.eos_token_ids = criteria.stop_ids;
   options.sampling = resolve_sampling(model.defaults, SamplingRequest{true, {}, {}, {}});
 
   std::vector<std::string> answers;
   answers.reserve(prompts.size());
-  for (size_t begin = 0; begin < prompts.size(); begin += batch_size) {
-    const size_t end = std::min(prompts.size(), begin + batch_size);
+  for (size_t begin = 0; begin < prompts.size(); begin += answer.batch_size) {
+    const size_t end = std::min(prompts.size(), begin + answer.batch_size);
     std::vector<std::vector<int32_t>> ids;
     for (size_t i = begin; i < end; ++i) ids.push_back(encode_chat_prompt(model, prompts[i]));
-    for (const auto& tokens : generate_tokens(generator, ids, options)) {
-      // The stop token is part of the output ids but not of the answer text.
-      answers.push_back(model.tokenizer.decode(tokens, DecodeSpecial::Skip));
+    const TokenCallback watch = watch_stop_strings(model.tokenizer, criteria.stop_strings);
+    for (const auto& tokens : generate_tokens(generator, ids, options, watch)) {
+      answers.push_back(decode_answer(model.tokenizer, tokens, criteria));
     }
     if (progress) progress(end, prompts.size());
   }

@@ -1,8 +1,9 @@
 // Greedy answers of a model (with or without a LoRA adapter) to held-out conversations: what
 // `compare` (the seed's step 3) and `eval` generate. A conversation is rendered with the
 // model's chat template and its generation prompt (system + user, then the assistant
-// header), tokenised without adding special tokens again, and continued greedily until an
-// EOS id of generation_config.json or max_new_tokens.
+// header), tokenised without adding special tokens again, and continued greedily until a stop
+// id (generation_config.json's EOS, the tokenizer's EOS, the template's end-of-turn token), a
+// stop string or max_new_tokens; the answer holds none of them (tools/stopping.h).
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include "model/lora.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/stopping.h"
 
 namespace ll {
 
@@ -48,10 +50,20 @@ std::vector<int32_t> encode_chat_prompt(const ChatModel& model,
 // Called after each finished batch with the number of conversations done so far.
 using AnswerProgress = std::function<void(size_t done, size_t total)>;
 
-// Greedy answers, decoded with special tokens skipped, `batch_size` conversations at a time.
+struct AnswerOptions {
+  int64_t max_new_tokens = 128;
+  size_t batch_size = 1;     // conversations generated together
+  StopStrings stop_strings;  // --stop
+};
+
+// The stop ids and strings of a model's answers: its StopTokenSources and `stop_strings`.
+StopCriteria chat_stop_criteria(const ChatModel& model, const StopStrings& stop_strings);
+
+// Greedy answers, decoded with special tokens skipped and cut at what stopped them
+// (decode_answer), `batch_size` conversations at a time; each stops on its own.
 std::vector<std::string> generate_answers(ChatModel& model,
                                           std::span<const std::vector<ChatMessage>> prompts,
-                                          int64_t max_new_tokens, size_t batch_size,
+                                          const AnswerOptions& options,
                                           const AnswerProgress& progress = {});
 
 }  // namespace ll

@@ -204,6 +204,31 @@ TEST(Generate, StopsAtEosKeepingItAndAtMaxNewTokens) {
             std::vector<int32_t>(free_run.begin(), free_run.begin() + 3));
 }
 
+TEST(Generate, TheCallbacksStopEndsThatSequenceOnly) {
+  const LlamaWeights base = load_llama_weights(golden("llama3_rope_headdim") / "model");
+  LlamaGenerator generator(base, nullptr);
+  GenerateOptions options;
+  options.max_new_tokens = 8;
+  const std::vector<std::vector<int32_t>> prompts = {random_tokens(5, base.config.vocab_size, 3),
+                                                     random_tokens(7, base.config.vocab_size, 4),
+                                                     random_tokens(4, base.config.vocab_size, 5)};
+  const auto free_run = generate_tokens(generator, prompts, options);
+  // Sequence 1 stops after its third token, sequence 2 after its first; 0 runs to the end.
+  std::vector<std::vector<int32_t>> seen(prompts.size());
+  const TokenCallback stop_some = [&](size_t sequence, int32_t token) {
+    seen[sequence].push_back(token);
+    const size_t stop_after[] = {100, 3, 1};
+    return seen[sequence].size() >= stop_after[sequence] ? TokenVerdict::Stop
+                                                         : TokenVerdict::Continue;
+  };
+  const auto stopped = generate_tokens(generator, prompts, options, stop_some);
+  ASSERT_EQ(stopped.size(), 3u);
+  EXPECT_EQ(stopped[0], free_run[0]);
+  EXPECT_EQ(stopped[1], std::vector<int32_t>(free_run[1].begin(), free_run[1].begin() + 3));
+  EXPECT_EQ(stopped[2], std::vector<int32_t>(free_run[2].begin(), free_run[2].begin() + 1));
+  EXPECT_EQ(seen, stopped);  // the callback saw every token, once
+}
+
 TEST(Generate, RejectsBadInput) {
   const LlamaWeights base = load_llama_weights(golden("mha_plain") / "model");
   LlamaGenerator generator(base, nullptr);

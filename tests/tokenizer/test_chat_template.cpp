@@ -408,5 +408,28 @@ TEST(ChatTemplate, TemplatesWithoutPrefixRendersAreAClearError) {
   EXPECT_NE(raised.find("two at least"), std::string::npos) << raised;
 }
 
+TEST(ChatTemplate, LoadIfPresentAndEosTokenOfFoldersWithoutTemplate) {
+  LL_REQUIRE_SHARED(kTokenizerDir);
+  test::TempDir dir;
+  EXPECT_FALSE(ChatTemplate::load_if_present(dir.path()).has_value());  // no files at all
+  EXPECT_FALSE(read_eos_token(dir.path()).has_value());
+  // SmolLM2's re-saved tokenizer_config has no chat_template, but an eos_token.
+  const auto smol = kRealModels / "HuggingFaceTB-SmolLM2-135M-Instruct-resaved";
+  EXPECT_FALSE(ChatTemplate::load_if_present(smol).has_value());
+  EXPECT_EQ(read_eos_token(smol), "<|im_end|>");
+  const auto llama3 = ChatTemplate::load_if_present(kTokenizerDir);
+  ASSERT_TRUE(llama3.has_value());
+  EXPECT_EQ(llama3->end_of_turn(), "<|eot_id|>");
+  EXPECT_EQ(read_eos_token(kTokenizerDir), "<|end_of_text|>");
+  // Only chat_template.jinja (TinyLlama re-saved by transformers 4.56) counts as present too.
+  const auto tiny =
+      ChatTemplate::load_if_present(kRealModels / "TinyLlama-TinyLlama-1.1B-Chat-v1.0-resaved");
+  ASSERT_TRUE(tiny.has_value());
+  EXPECT_EQ(tiny->end_of_turn(), "</s>");
+  // A broken template is an error, not "absent".
+  test::write_text(dir / "tokenizer_config.json", R"({"chat_template": "{% if %}"})");
+  EXPECT_THROW(ChatTemplate::load_if_present(dir.path()), Error);
+}
+
 }  // namespace
 }  // namespace ll
