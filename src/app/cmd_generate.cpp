@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -134,10 +135,22 @@ void run_generate(const GenerateCliOptions& o) {
           "--model " + o.model + " has no tokenizer.json to decode the output; " +
               (stop_strings.empty() ? "add --print_ids" : "--stop needs one"));
   }
-  if (needs_tokenizer || has_tokenizer) {
+  if (needs_tokenizer) {
     tokenizer.emplace(Tokenizer::load(model_dir));
     chat_template = o.messages.empty() ? ChatTemplate::load_if_present(model_dir)
                                        : ChatTemplate::load(model_dir);
+  } else if (has_tokenizer) {
+    // Ids in, ids out: the tokenizer only adds stop ids, so one we cannot read (or a
+    // template we cannot render) leaves generation_config's ids, with a notice.
+    try {
+      tokenizer.emplace(Tokenizer::load(model_dir));
+      chat_template = ChatTemplate::load_if_present(model_dir);
+    } catch (const Error& error) {
+      tokenizer.reset();
+      chat_template.reset();
+      std::cerr << "generate: stopping at generation_config's EOS ids only: " << error.what()
+                << "\n";
+    }
   }
   for (const std::string& text : o.prompt_ids) prompts.push_back(parse_prompt_ids(text));
   for (const std::string& text : o.prompts) {

@@ -74,7 +74,9 @@ thread_local std::vector<float> scratch_second;
   return round ? round_bf16(x) : x;
 }
 
+// The first `left` lanes (none when left <= 0: the second half of a 16-column tail).
 [[gnu::target("avx512f"), gnu::always_inline]] inline __mmask16 lanes(int64_t left) {
+  if (left <= 0) return 0;
   return left >= 16 ? static_cast<__mmask16>(0xffff)
                     : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
