@@ -141,11 +141,13 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   const std::string checkpoint =
       result.last_checkpoint ? result.last_checkpoint->string() : std::string("none");
   if (result.outcome == TrainResult::Outcome::Stopped) {
-    std::printf(
-        "train: stopped by %s at step %lld of %lld; checkpoint: %s (continue with "
-        "--resume_from_checkpoint latest)\n",
-        g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(result.global_step),
-        static_cast<long long>(result.total_steps), checkpoint.c_str());
+    // With --save_strategy no (or a stop before the first step) there is nothing to resume.
+    const char* resume =
+        result.last_checkpoint ? " (continue with --resume_from_checkpoint latest)" : "";
+    std::printf("train: stopped by %s at step %lld of %lld; checkpoint: %s%s\n",
+                g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+                static_cast<long long>(result.global_step),
+                static_cast<long long>(result.total_steps), checkpoint.c_str(), resume);
     return;
   }
   std::string eval;

@@ -11,43 +11,55 @@
 namespace ll {
 
 LrSchedule parse_lr_schedule(std::string_view name) {
-  if (name == "linear") return LrSchedule::Linear;
-  if (name == "cosine") return LrSchedule::Cosine;
-  if (name == "constant" || name == "constant_with_warmup") return LrSchedule::Constant;
-  fail("train",
-       "lr_scheduler_type '" + std::string(name) + "' is not supported (linear, cosine, constant)");
+  for (size_t i = 0; i < kLrScheduleNames.size(); ++i) {
+    if (kLrScheduleNames[i] == name) return static_cast<LrSchedule>(i);
+  }
+  std::string known;
+  for (const std::string_view known_name : kLrScheduleNames) {
+    known += (known.empty() ? "" : ", ") + std::string(known_name);
+  }
+  fail("train", "--lr_scheduler_type: " + std::string(name) +
+                    " is not supported (supported: " + known + ")");
 }
 
 std::string_view lr_schedule_name(LrSchedule schedule) {
-  switch (schedule) {
-    case LrSchedule::Linear:
-      return "linear";
-    case LrSchedule::Cosine:
-      return "cosine";
-    case LrSchedule::Constant:
-      return "constant";
-  }
-  return "?";
+  return kLrScheduleNames.at(static_cast<size_t>(schedule));
 }
 
-double scheduled_lr(LrSchedule schedule, double learning_rate, int64_t step, int64_t warmup_steps,
-                    int64_t total_steps) {
-  if (step < warmup_steps) {
-    return learning_rate * static_cast<double>(step) /
-           static_cast<double>(std::max<int64_t>(1, warmup_steps));
+bool lr_schedule_warms_up(LrSchedule schedule) {
+  return schedule != LrSchedule::Constant;
+}
+
+namespace {
+
+// transformers' lr_lambda of each schedule (optimization.py), in its operation order.
+double schedule_factor(LrSchedule schedule, int64_t step, int64_t warmup_steps,
+                       int64_t total_steps) {
+  if (lr_schedule_warms_up(schedule) && step < warmup_steps) {
+    return static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));
   }
   const double decay_steps = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   switch (schedule) {
     case LrSchedule::Linear:
-      return learning_rate * std::max(0.0, static_cast<double>(total_steps - step) / decay_steps);
+      return std::max(0.0, static_cast<double>(total_steps - step) / decay_steps);
     case LrSchedule::Cosine: {
+      // transformers: cos(pi * num_cycles * 2.0 * progress) with num_cycles 0.5; pi * 0.5 * 2.0
+      // is exactly pi, so this is the same double.
       const double progress = static_cast<double>(step - warmup_steps) / decay_steps;
-      return learning_rate * std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
+      return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * progress)));
     }
     case LrSchedule::Constant:
-      return learning_rate;
+    case LrSchedule::ConstantWithWarmup:
+      return 1.0;
   }
-  return learning_rate;
+  return 1.0;
+}
+
+}  // namespace
+
+double scheduled_lr(LrSchedule schedule, double learning_rate, int64_t step, int64_t warmup_steps,
+                    int64_t total_steps) {
+  return learning_rate * schedule_factor(schedule, step, warmup_steps, total_steps);
 }
 
 int64_t warmup_steps_for(int64_t warmup_steps, double warmup_ratio, int64_t total_steps) {

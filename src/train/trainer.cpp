@@ -469,7 +469,10 @@ TrainResult Trainer::train() {
                       " at step " + std::to_string(state_.global_step));
   }
 
-  RunPolicy policy(args_.eval_steps, args_.save_steps, state_.global_step, resumed);
+  RunPolicy policy(Interval{parse_interval_strategy(args_.logging_strategy), args_.logging_steps},
+                   Interval{parse_interval_strategy(args_.eval_strategy), args_.eval_steps},
+                   Interval{parse_interval_strategy(args_.save_strategy), args_.save_steps},
+                   state_.steps_per_epoch, state_.global_step, resumed);
   if (policy.eval_before_training()) run_eval(result);  // the base model's loss
   result.outcome = TrainResult::Outcome::Finished;
   while (state_.global_step < state_.total_steps) {
@@ -480,7 +483,7 @@ TrainResult Trainer::train() {
     const StepRecord record = run_step();
     result.steps.push_back(record);
     const int64_t step = state_.global_step;
-    const bool log_now = args_.logging_steps > 0 && step % args_.logging_steps == 0;
+    const bool log_now = policy.log_after(step, state_.total_steps);
     // The progress shows the step's own loss and rate, a logged step the logged figures.
     double shown_loss = record.loss, shown_lr = record.learning_rate;
     if (log_now) {

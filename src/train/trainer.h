@@ -20,12 +20,15 @@
 //   precision  the base weights stay in their stored dtype (bf16 for Llama) and every op
 //              computes in fp32 ("bf16 weights, fp32 compute"); --bf16 does not change that
 //              yet: a bf16 compute mode comes with the speed work.
-//   logging    every logging_steps a metrics line (loss = mean of the steps since the last
-//              line); evaluation before the first step, every eval_steps and at the end.
-//              Each line goes to metrics.jsonl and, with --report_to tensorboard, as
-//              scalars to an event file in --logging_dir (train/tensorboard.h).
-//   saving     checkpoint-<step> every save_steps and at the end (train/checkpoint.h), the
-//              oldest removed beyond save_total_limit, the final adapter also in output_dir.
+//   logging    a metrics line at the logging_strategy's steps (train/run_policy.h: every
+//              logging_steps by default; loss = mean of the steps since the last line);
+//              evaluation per eval_strategy: before the first step, every eval_steps (or at
+//              each epoch's end) and at the end; none with no. Each line goes to metrics.jsonl
+//              and, with --report_to tensorboard, as scalars to an event file in
+//              --logging_dir (train/tensorboard.h).
+//   saving     checkpoint-<step> per save_strategy: every save_steps (or at each epoch's end)
+//              and at the end (train/checkpoint.h), none with no; the oldest removed beyond
+//              save_total_limit; the final adapter always also in output_dir.
 //   resume     from a checkpoint the run continues exactly: same data order, dropout masks,
 //              optimizer state and logging sums, so later losses are bit-identical (fp32,
 //              same machine and thread count) to an uninterrupted run's.
@@ -38,9 +41,9 @@
 //              do not depend on the topology (up to float summation order). Stop requests are
 //              agreed at every step boundary (any rank's request stops all).
 //   stop       stop_requested() is polled at every step boundary: the run saves a
-//              checkpoint and returns Outcome::Stopped. A non-finite loss or gradient norm
-//              throws "[train] step N: loss is nan; last good checkpoint: PATH" (or "none")
-//              before the bad update, and nothing of the bad state is saved.
+//              checkpoint (not with save_strategy no) and returns Outcome::Stopped. A non-finite
+//              loss or gradient norm throws "[train] step N: loss is nan; last good checkpoint:
+//              PATH" (or "none") before the bad update, and nothing of the bad state is saved.
 #pragma once
 
 #include <cstdint>

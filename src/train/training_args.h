@@ -6,11 +6,12 @@
 //
 // Flags are HfArgumentParser-style: `--name VALUE` or `--name=VALUE`; a flag given twice takes
 // the last value (so `launch.sh "$@"` can override). Booleans accept `--bf16` alone (true) or a
-// value: true/false, t/f, yes/no, y/n, 1/0, on/off, any case. For seed-script compatibility a
-// few HF flags that change nothing here are accepted and ignored: --do_train, --zero_1,
-// --remove_unused_columns, and --save_strategy / --logging_strategy steps,
-// --optim adamw_torch (adamw_hf, adamw_torch_fused); other values of those are errors, and
-// any other unknown flag is CLI11's "not expected" error.
+// value: true/false, t/f, yes/no, y/n, 1/0, on/off, any case. Every flag either does what its
+// Hugging Face namesake does or refuses the values it cannot honour, naming the ones it takes
+// (`--optim sgd`, `--save_strategy best`, `--do_train False`, `--report_to wandb`); two accepted
+// ones change nothing by nature (--zero_1, --remove_unused_columns). docs/FLAGS.md lists every
+// flag with its status, generated from the table (train/training_fields.h) and checked by a
+// test. Any other flag is CLI11's "not expected" error.
 #pragma once
 
 #include <cstdint>
@@ -55,9 +56,17 @@ struct TrainingArgs {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_epsilon = 1e-8;
-  double max_grad_norm = 1.0;  // 0: no clipping (transformers clips only when > 0)
+  std::string optim = "adamw_torch_fused";  // or adamw_torch: both torch.optim.AdamW's update
+  double max_grad_norm = 1.0;               // 0: no clipping (transformers clips only when > 0)
   uint64_t seed = 42;
+
+  // Logging, evaluation and checkpoints: each strategy is no | steps | epoch.
+  std::string logging_strategy = "steps";
   int64_t logging_steps = 500;
+  // llama-lora's default (transformers': no): evaluates before the first step, every
+  // eval_steps (0: never in between) and at the end.
+  std::string eval_strategy = "steps";
+  std::string save_strategy = "steps";
   // "tensorboard" (or HF's "all"): event files of every metrics line in logging_dir
   // (train/tensorboard.h); "none": nothing. transformers 5's default.
   std::string report_to = "none";
@@ -83,6 +92,12 @@ struct TrainingArgs {
   // Parallelism: world = tensor_parallel_size x data-parallel ranks (mpirun -np).
   int64_t tensor_parallel_size = 1;
   double ddp_timeout = 1800;  // seconds a collective may wait for the other ranks
+
+  // Launch-script flags. do_train must stay true (`train` always trains); zero_1 and
+  // remove_unused_columns change nothing here (docs/FLAGS.md says why).
+  bool do_train = true;
+  bool zero_1 = false;
+  bool remove_unused_columns = true;
 
   // Every setting, keyed by its flag name without dashes (training_args.json in
   // checkpoints). The result is itself a valid JSON recipe file: load_recipe_file() on it
@@ -113,6 +128,10 @@ void add_training_flags(CLI::App& command, TrainingArgs& args);
 // (strict types: numbers, true/false, strings), others as YAML. Unknown keys and wrong types
 // are errors naming the file and key; a file with an error leaves `args` as it was.
 void load_recipe_file(TrainingArgs& args, const std::string& path);
+
+// docs/FLAGS.md: every flag of `llama-lora train` with its origin, default and status, from the
+// table; tests/train/test_flags_doc.cpp fails when the committed file differs.
+std::string training_flags_markdown();
 
 // Checks each setting and the settings against each other, before anything is loaded
 // (ll::Error "[train] --flag ..."); checks that need the model or data come later.

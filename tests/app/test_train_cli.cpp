@@ -202,6 +202,26 @@ TEST_F(TrainCli, BadInputsGiveOneLineAndWriteNothing) {
   expect_one_line_error(test::run_llama_lora(train_args(out, "--lora_r 0")), "--lora_r");
   expect_one_line_error(test::run_llama_lora(train_args(out, "--max_seq_length 4096")),
                         "max_position_embeddings");
+  // HF flags with values we cannot honour: one line naming the flag and what it takes.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"--do_train False", "--do_train False: `llama-lora train` always trains"},
+      {"--optim sgd", "--optim: sgd is not supported (supported: adamw_torch, adamw_torch_fused)"},
+      {"--save_strategy best",
+       "--save_strategy: best is not supported (supported: no, steps, epoch)"},
+      {"--report_to wandb", "--report_to wandb is not supported"},
+      {"--lr_scheduler_type constant --warmup_steps 2",
+       "--lr_scheduler_type constant has no warm-up"},
+  };
+  for (const auto& [flags, error] : refused) {
+    expect_one_line_error(test::run_llama_lora(train_args(out, flags)), error);
+  }
+  // A flag we do not have at all: CLI11's refusal (its own two lines, exit 109).
+  const test::CommandResult unknown = test::run_llama_lora(train_args(out, "--fp16 True"));
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_NE(unknown.err.find("The following arguments were not expected: True --fp16"),
+            std::string::npos)
+      << unknown.err;
+  EXPECT_FALSE(fs::exists(out));
 
   // No usable rows: every row bad (skipped), or too few tokens for one sequence.
   const fs::path bad_rows = tmp / "bad.jsonl";

@@ -389,6 +389,45 @@ TEST(Trainer, ScheduleFollowsEpochsAndDropLast) {
   EXPECT_FALSE(fs::exists(out / "run"));  // constructing a trainer writes nothing
 }
 
+// --logging_strategy / --eval_strategy / --save_strategy epoch and no, end to end: what lands in
+// metrics.jsonl and which checkpoints exist.
+TEST(Trainer, StrategiesDecideWhenToLogEvaluateAndSave) {
+  test::TempDir out;
+  TrainingArgs args = small_args(out / "epoch");
+  args.max_steps = -1;
+  args.num_train_epochs = 2;
+  args.logging_strategy = "epoch";
+  args.eval_strategy = "epoch";
+  args.save_strategy = "epoch";
+  const TrainResult result = train_with(args);
+  const int64_t per_epoch = result.total_steps / 2;
+  ASSERT_EQ(result.total_steps, 2 * per_epoch);
+  std::vector<int64_t> logged, evaluated, saved;
+  for (const auto& line : read_lines(out / "epoch" / "metrics.jsonl")) {
+    if (line.contains("loss")) logged.push_back(line["step"]);
+    if (line.contains("eval_loss")) evaluated.push_back(line["step"]);
+  }
+  for (const auto& [step, path] : list_checkpoints(out / "epoch")) saved.push_back(step);
+  EXPECT_EQ(logged, (std::vector<int64_t>{per_epoch, 2 * per_epoch}));
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{0, per_epoch, 2 * per_epoch}));
+  EXPECT_EQ(saved, (std::vector<int64_t>{per_epoch, 2 * per_epoch}));
+
+  args = small_args(out / "no");
+  args.max_steps = 3;
+  args.logging_strategy = "no";
+  args.eval_strategy = "no";
+  args.save_strategy = "no";
+  const TrainResult quiet = train_with(args);
+  EXPECT_EQ(quiet.global_step, 3);
+  EXPECT_TRUE(quiet.evals.empty());
+  EXPECT_FALSE(quiet.last_checkpoint.has_value());
+  EXPECT_TRUE(list_checkpoints(out / "no").empty());
+  const auto lines = read_lines(out / "no" / "metrics.jsonl");
+  ASSERT_EQ(lines.size(), 1u);  // the summary only
+  EXPECT_TRUE(lines[0].contains("train_loss"));
+  EXPECT_TRUE(fs::exists(out / "no" / "adapter_model.safetensors"));  // the final adapter
+}
+
 TEST(Trainer, RejectsSettingsThatCannotTrain) {
   test::TempDir out;
   const auto error_of = [&](const TrainingArgs& args, const TokenSequences& train) {

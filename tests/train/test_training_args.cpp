@@ -13,6 +13,7 @@
 #include "core/file.h"
 #include "test_util.h"
 #include "train/training_args.h"
+#include "train/training_fields.h"
 
 namespace ll {
 namespace {
@@ -98,13 +99,12 @@ TEST(TrainingArgsFlags, HfCompatibilityFlagsAreAccepted) {
                            "none", "--optim", "adamw_torch", "--remove_unused_columns", "False"});
   const TrainingArgs args = parse_train(argv);
   EXPECT_TRUE(args.overwrite_output_dir);
+  EXPECT_TRUE(args.zero_1);
+  EXPECT_TRUE(args.do_train);
+  EXPECT_FALSE(args.remove_unused_columns);
+  EXPECT_EQ(args.optim, "adamw_torch");
   EXPECT_EQ(args.max_steps, 250);
-  // Values that would change the run are refused, not ignored.
-  EXPECT_ERROR(parse_train({"--save_strategy", "epoch"}),
-               "[train] --save_strategy epoch is not supported");
-  EXPECT_ERROR(parse_train({"--optim", "sgd"}), "[train] --optim sgd is not supported");
-  EXPECT_ERROR(parse_train({"--do_train", "maybe"}),
-               "[train] --do_train: expected true or false, got 'maybe'");
+  // Refusals: tests/train/test_training_flags.cpp.
 }
 
 TEST(TrainingArgsFlags, UnknownFlagIsCli11Error) {
@@ -179,11 +179,17 @@ TEST(TrainingArgsFlags, AliasesAndLastValueWins) {
 TEST(TrainingArgsFlags, EveryFieldHasItsFlag) {
   // Each key of to_json() is a flag: set it to a value of its type and see it arrive.
   const nlohmann::json defaults = TrainingArgs{}.to_json();
-  EXPECT_EQ(defaults.size(), 47u);
+  EXPECT_EQ(defaults.size(), 54u);
   for (const auto& [key, value] : defaults.items()) {
     std::string text = "7";
     nlohmann::json expected = 7;
-    if (value.is_boolean()) {
+    const Field* field = find_field(key);
+    ASSERT_NE(field, nullptr) << key;
+    if (!field->choices.empty()) {
+      text = std::string(field->choices.back());  // a value of its list, not its default
+      if (text == value) text = std::string(field->choices.front());
+      expected = text;
+    } else if (value.is_boolean()) {
       text = value.get<bool>() ? "false" : "true";
       expected = !value.get<bool>();
     } else if (value.is_string()) {
@@ -375,10 +381,10 @@ TEST(TrainingArgsValidate, EachBadSettingIsNamed) {
       {[](TrainingArgs& a) { a.warmup_ratio = 1.5; }, "--warmup_ratio must be in [0, 1], got 1.5"},
       {[](TrainingArgs& a) { a.warmup_steps = -1; }, "--warmup_steps must be at least 0, got -1"},
       {[](TrainingArgs& a) { a.lr_scheduler_type = "polynomial"; },
-       "--lr_scheduler_type 'polynomial' is not supported (linear, cosine, constant, "
-       "constant_with_warmup)"},
+       "[train] --lr_scheduler_type: polynomial is not supported (supported: linear, cosine, "
+       "constant, constant_with_warmup)"},
       {[](TrainingArgs& a) { a.checkpoint_granularity = "layer"; },
-       "--checkpoint_granularity 'layer' is not supported (selective, full)"},
+       "[train] --checkpoint_granularity: layer is not supported (supported: selective, full)"},
       {[](TrainingArgs& a) { a.target_modules = "q_proj,qkv_proj"; },
        "[train] --target_modules: unknown target module 'qkv_proj'"},
       {[](TrainingArgs& a) { a.target_modules = ","; }, "--target_modules names no module"},
@@ -431,6 +437,93 @@ TEST(TrainingArgsValidate, EachBadSettingIsNamed) {
   edges.lr_scheduler_type = "constant_with_warmup";
   edges.max_grad_norm = 0;
   EXPECT_NO_THROW(validate_training_args(edges));
+}
+
+// Every HF flag either works or is refused, naming the flag and what it takes.
+TEST(TrainingArgsFlags, RefusalsNameTheFlagAndTheSupportedValues) {
+  struct Case {
+    std::vector<std::string> argv;
+    std::string error;
+  };
+  const std::string strategies = "is not supported (supported: no, steps, epoch)";
+  const std::vector<Case> cases = {
+      {{"--optim", "sgd"},
+       "[train] --optim: sgd is not supported (supported: adamw_torch, adamw_torch_fused)"},
+      {{"--optim", "adamw_hf"}, "[train] --optim: adamw_hf is not supported"},
+      {{"--save_strategy", "best"}, "[train] --save_strategy: best " + strategies},
+      {{"--evaluation_strategy", "always"}, "[train] --eval_strategy: always " + strategies},
+      {{"--logging_strategy", "Steps"}, "[train] --logging_strategy: Steps " + strategies},
+      {{"--lr_scheduler_type", "cosine_with_restarts"},
+       "[train] --lr_scheduler_type: cosine_with_restarts is not supported (supported: linear, "
+       "cosine, constant, constant_with_warmup)"},
+      {{"--do_train", "maybe"}, "[train] --do_train: expected true or false, got 'maybe'"},
+      {{"--warmup_steps", "0.1"}, "[train] --warmup_steps: expected an integer, got '0.1'"},
+  };
+  for (const Case& c : cases) EXPECT_ERROR(parse_train(c.argv), c.error);
+  // The same list for a recipe file's key and for settings made in code.
+  test::TempDir dir;
+  write_file_atomic(dir / "r.yaml", "optim: sgd\n");
+  EXPECT_ERROR(parse_train({"--recipe", (dir / "r.yaml").string()}),
+               "r.yaml: key 'optim': sgd is not supported (supported: adamw_torch, "
+               "adamw_torch_fused)");
+  TrainingArgs args = valid_args();
+  args.save_strategy = "best";
+  EXPECT_ERROR(validate_training_args(args),
+               "[train] --save_strategy: best is not supported (supported: no, steps, epoch)");
+  args = valid_args();
+  args.report_to = "tensorboard,wandb";
+  EXPECT_ERROR(validate_training_args(args),
+               "[train] --report_to wandb is not supported: llama-lora writes TensorBoard event "
+               "files only (accepted: tensorboard, all, none)");
+}
+
+// transformers' run scripts skip trainer.train() under --do_train False; `train` refuses it
+// rather than exit 0 having done nothing.
+TEST(TrainingArgsFlags, DoTrainFalseIsRefused) {
+  TrainingArgs args = parse_train({"--do_train", "False"}, valid_args());
+  EXPECT_FALSE(args.do_train);
+  EXPECT_ERROR(validate_training_args(args),
+               "[train] --do_train False: `llama-lora train` always trains (transformers' scripts "
+               "skip training then; to evaluate a model or adapter use `llama-lora eval`)");
+  EXPECT_NO_THROW(validate_training_args(parse_train({"--do_train", "True"}, valid_args())));
+  EXPECT_NO_THROW(validate_training_args(parse_train({"--do_train"}, valid_args())));
+}
+
+// transformers' constant has no warm-up (get_scheduler ignores num_warmup_steps for it): a
+// warm-up that would do nothing is refused, pointing at constant_with_warmup.
+TEST(TrainingArgsFlags, ConstantScheduleRefusesAWarmUp) {
+  TrainingArgs args = valid_args();
+  args.lr_scheduler_type = "constant";
+  EXPECT_NO_THROW(validate_training_args(args));
+  args.warmup_steps = 10;
+  EXPECT_ERROR(validate_training_args(args),
+               "[train] --lr_scheduler_type constant has no warm-up, so --warmup_steps 10 / "
+               "--warmup_ratio 0 would do nothing (for a warm-up: --lr_scheduler_type "
+               "constant_with_warmup)");
+  args.warmup_steps = 0;
+  args.warmup_ratio = 0.1;
+  EXPECT_ERROR(validate_training_args(args), "--warmup_ratio 0.1 would do nothing");
+  args.lr_scheduler_type = "constant_with_warmup";
+  EXPECT_NO_THROW(validate_training_args(args));
+}
+
+TEST(TrainingArgsFlags, StrategiesAndOptimizerParse) {
+  const TrainingArgs defaults;
+  EXPECT_EQ(defaults.optim, "adamw_torch_fused");  // transformers 5's default
+  EXPECT_EQ(defaults.logging_strategy, "steps");
+  EXPECT_EQ(defaults.eval_strategy, "steps");  // llama-lora's; transformers': no
+  EXPECT_EQ(defaults.save_strategy, "steps");
+  EXPECT_TRUE(defaults.do_train);
+  const TrainingArgs args =
+      parse_train({"--logging_strategy", "epoch", "--evaluation_strategy", "no", "--save_strategy",
+                   "epoch", "--optim", "adamw_torch"},
+                  valid_args());
+  EXPECT_EQ(args.logging_strategy, "epoch");
+  EXPECT_EQ(args.eval_strategy, "no");
+  EXPECT_EQ(args.save_strategy, "epoch");
+  EXPECT_EQ(args.optim, "adamw_torch");
+  EXPECT_NO_THROW(validate_training_args(args));
+  EXPECT_EQ(parse_train({"--eval_strategy=epoch"}).eval_strategy, "epoch");
 }
 
 }  // namespace
