@@ -21,4 +21,10 @@ void fail(std::string_view origin, std::string_view what) {
   throw Error(origin, what);
 }
 
+std::string without_origin(const Error& error) {
+  const std::string_view what = error.what();
+  const size_t prefix = error.origin().size() + 3;
+  return std::string(what.size() >= prefix ? what.substr(prefix) : what);
+}
+
 }  // namespace ll

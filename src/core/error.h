@@ -22,6 +22,9 @@ class Error : public std::runtime_error {
 // Throws ll::Error("[origin] what").
 [[noreturn]] void fail(std::string_view origin, std::string_view what);
 
+// ll::Error's message without its "[origin] " prefix, to re-raise it under another origin.
+std::string without_origin(const Error& error);
+
 // Checks a condition on untrusted input; throws ll::Error when it does not hold.
 inline void check(bool ok, std::string_view origin, std::string_view what) {
   if (!ok) fail(origin, what);

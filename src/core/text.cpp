@@ -33,4 +33,10 @@ std::string format_bytes(uint64_t bytes) {
   return buffer;
 }
 
+std::string format_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
 }  // namespace ll

@@ -5,10 +5,9 @@ namespace ll {
 
 // y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
 // `dropout` is the probability of this forward's mode (0 in Eval).
-void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                  const float* x, float* y, int64_t n, Buffer& u, Buffer& x_dropped,
-                  const DropoutMask& mask) {
-  const int64_t r = config.r;
+void lora_forward(Backend& be, const LoraMatrix& m, double dropout, const float* x, float* y,
+                  int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask) {
+  const int64_t r = m.r;
   const float* input = x;
   if (dropout > 0) {
     x_dropped.resize(be, n * m.in);
@@ -18,17 +17,17 @@ void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, do
   u.resize(be, n * r);
   be.gemm(Transpose::No, Transpose::Yes, n, r, m.in, 1.0f, input, m.in, m.a.data(), m.in, 0.0f,
           u.data(), r);
-  be.gemm(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(config.scale()), u.data(),
-          r, m.b.data(), r, 1.0f, y, m.out);
+  be.gemm(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(m.scale), u.data(), r,
+          m.b.data(), r, 1.0f, y, m.out);
 }
 
 // Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
 // dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
-void lora_backward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                   const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
-                   const Buffer& x_dropped, Buffer& du, Buffer& scratch, const DropoutMask& mask) {
-  const int64_t r = config.r;
-  const float scale = static_cast<float>(config.scale());
+void lora_backward(Backend& be, const LoraMatrix& m, double dropout, const float* x,
+                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
+                   Buffer& du, Buffer& scratch, const DropoutMask& mask) {
+  const int64_t r = m.r;
+  const float scale = static_cast<float>(m.scale);
   const float* input = dropout > 0 ? x_dropped.data() : x;
   be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
           m.grad_b.data(), r);
@@ -77,8 +76,7 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
       const LoraMatrix& m = *(*lora)[t];
       const DropoutMask mask =
           context.dropout > 0 ? context.dropout_mask(layer, target, m.in) : DropoutMask{};
-      lora_forward(be, m, context.adapter->config, context.dropout, in, y, n, a.lora_u[t],
-                   a.lora_x[t], mask);
+      lora_forward(be, m, context.dropout, in, y, n, a.lora_u[t], a.lora_x[t], mask);
     }
   };
 

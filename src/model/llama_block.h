@@ -77,17 +77,17 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
                          const float* x, float* x_out, BlockActivations& a,
                          BlockAttention& attention);
 
-// The LoRA path of one projection: y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping
+// The LoRA path of one projection: y[N, out] += m.scale · (dropout(x)·Aᵀ)·Bᵀ (its own r and
+// scale: rank_pattern / alpha_pattern), keeping
 // u = dropout(x)·Aᵀ (and the dropped x when dropout > 0).
-void lora_forward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                  const float* x, float* y, int64_t n, Buffer& u, Buffer& x_dropped,
-                  const DropoutMask& mask);
+void lora_forward(Backend& be, const LoraMatrix& m, double dropout, const float* x, float* y,
+                  int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask);
 
 // Its backward, given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x),
 // and dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again). `du` and
 // `scratch` are the caller's work memory.
-void lora_backward(Backend& be, const LoraMatrix& m, const LoraConfig& config, double dropout,
-                   const float* x, const float* dy, float* dx, int64_t n, const Buffer& u,
-                   const Buffer& x_dropped, Buffer& du, Buffer& scratch, const DropoutMask& mask);
+void lora_backward(Backend& be, const LoraMatrix& m, double dropout, const float* x,
+                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
+                   Buffer& du, Buffer& scratch, const DropoutMask& mask);
 
 }  // namespace ll

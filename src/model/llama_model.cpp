@@ -282,9 +282,8 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_backward(be, *(*lora)[t], adapter_->config, lora_dropout(), in, dy, dx_in, n,
-                    a.lora_u[t], a.lora_x[t], ws.lora_du, ws.lora_scratch,
-                    dropout_mask(layer, target, (*lora)[t]->in));
+      lora_backward(be, *(*lora)[t], lora_dropout(), in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
+                    ws.lora_du, ws.lora_scratch, dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 

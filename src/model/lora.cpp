@@ -1,11 +1,13 @@
 // See lora.h.
 #include "model/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <utility>
 
 #include "core/error.h"
+#include "model/peft_match.h"
 
 namespace ll {
 
@@ -50,6 +52,56 @@ std::optional<LoraTarget> parse_lora_target(std::string_view name) {
 
 double LoraConfig::scale() const {
   return use_rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+}
+
+namespace {
+
+// The value of the first key of `pattern` that matches `module` (peft's get_pattern_key).
+template <typename Value>
+std::optional<Value> pattern_value(const std::vector<std::pair<std::string, Value>>& pattern,
+                                   const std::string& module) {
+  for (const auto& [key, value] : pattern) {
+    if (peft_pattern_key_matches(key, module)) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool LoraConfig::adapts(int64_t layer, LoraTarget target) const {
+  if (!targets[static_cast<size_t>(target)]) return false;
+  const std::string module = peft_module_name(layer, target);
+  if (exclude_regex && python_regex_fullmatch(*exclude_regex, module, "exclude_modules")) {
+    return false;
+  }
+  for (const std::string& name : exclude_names) {
+    if (module == name || module.ends_with("." + name)) return false;
+  }
+  if (layers_to_transform.empty()) return true;
+  const std::optional<int64_t> index = peft_layer_index(module, layers_pattern);
+  return index && std::find(layers_to_transform.begin(), layers_to_transform.end(), *index) !=
+                      layers_to_transform.end();
+}
+
+int64_t LoraConfig::rank_of(int64_t layer, LoraTarget target) const {
+  if (rank_pattern.empty()) return r;
+  return pattern_value(rank_pattern, peft_module_name(layer, target)).value_or(r);
+}
+
+double LoraConfig::alpha_of(int64_t layer, LoraTarget target) const {
+  if (alpha_pattern.empty()) return alpha;
+  return pattern_value(alpha_pattern, peft_module_name(layer, target)).value_or(alpha);
+}
+
+double LoraConfig::scale_of(int64_t layer, LoraTarget target) const {
+  const auto rank = static_cast<double>(rank_of(layer, target));
+  const double module_alpha = alpha_of(layer, target);
+  return use_rslora ? module_alpha / std::sqrt(rank) : module_alpha / rank;
+}
+
+bool LoraConfig::has_module_settings() const {
+  return !rank_pattern.empty() || !alpha_pattern.empty() || !layers_to_transform.empty() ||
+         !layers_pattern.empty() || exclude_regex || !exclude_names.empty();
 }
 
 bool LoraConfig::targets_any() const {
@@ -166,8 +218,8 @@ void LoraAdapter::build_views(const LoraLayout& layout) {
         tensor.layer = static_cast<int64_t>(layer);
         tensor.target = target;
         tensor.part = part;
-        tensor.rows = part == LoraPart::A ? config.r : shape->out;
-        tensor.cols = part == LoraPart::A ? shape->in : config.r;
+        tensor.rows = part == LoraPart::A ? shape->r : shape->out;
+        tensor.cols = part == LoraPart::A ? shape->in : shape->r;
         tensor.split = lora_tp_split(target, part);
         if (tensor.split == TpSplit::Replicated) replicated_ += tensor.count();
         tensors_total_ += tensor.count();
@@ -194,8 +246,10 @@ void LoraAdapter::build_views(const LoraLayout& layout) {
       if (!shape) continue;
       const LoraTensor& a = tensors_[index++];
       const LoraTensor& b = tensors_[index++];
+      const double scale = config.scale_of(static_cast<int64_t>(layer), target);
       layers_[layer][static_cast<size_t>(target)].emplace(
-          LoraMatrix{shape->in, shape->out, parameter(a), parameter(b), gradient(a), gradient(b)});
+          LoraMatrix{shape->in, shape->out, shape->r, scale, parameter(a), parameter(b),
+                     gradient(a), gradient(b)});
     }
   }
 }
@@ -203,7 +257,7 @@ void LoraAdapter::build_views(const LoraLayout& layout) {
 LoraLayout LoraAdapter::layout() const {
   LoraLayout out(layers_.size());
   for_each_lora_matrix(*this, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
-    out[static_cast<size_t>(layer)][static_cast<size_t>(target)] = LoraShape{m.in, m.out};
+    out[static_cast<size_t>(layer)][static_cast<size_t>(target)] = LoraShape{m.in, m.out, m.r};
   });
   return out;
 }
@@ -269,14 +323,30 @@ LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64
     fail("lora", "lora_dropout must be in [0, 1), got " + std::to_string(config.dropout));
   }
   if (!config.targets_any()) fail("lora", "no target modules: LoRA would train nothing");
-  LoraLayout layout(static_cast<size_t>(model.num_hidden_layers));
-  for (auto& layer : layout) {
-    for (LoraTarget target : kAllLoraTargets) {
-      if (!config.targets[static_cast<size_t>(target)]) continue;
-      const auto [in, out] = lora_target_shape(model, target);
-      layer[static_cast<size_t>(target)] = LoraShape{in, out};
+  for (const auto& [key, rank] : config.rank_pattern) {
+    if (rank < 1) fail("lora", "rank_pattern '" + key + "': r must be at least 1");
+  }
+  for (const auto& [key, value] : config.alpha_pattern) {
+    if (!(value > 0)) fail("lora", "alpha_pattern '" + key + "': lora_alpha must be positive");
+  }
+  for (int64_t layer : config.layers_to_transform) {
+    if (layer < 0 || layer >= model.num_hidden_layers) {
+      fail("lora", "layers_to_transform: layer " + std::to_string(layer) + " is not one of the " +
+                       std::to_string(model.num_hidden_layers) + " layers of this model");
     }
   }
+  LoraLayout layout(static_cast<size_t>(model.num_hidden_layers));
+  bool any = false;
+  for (size_t layer = 0; layer < layout.size(); ++layer) {
+    for (LoraTarget target : kAllLoraTargets) {
+      if (!config.adapts(static_cast<int64_t>(layer), target)) continue;
+      const auto [in, out] = lora_target_shape(model, target);
+      layout[layer][static_cast<size_t>(target)] =
+          LoraShape{in, out, config.rank_of(static_cast<int64_t>(layer), target)};
+      any = true;
+    }
+  }
+  if (!any) fail("lora", "target_modules with layers_to_transform/exclude_modules match no module");
   LoraAdapter adapter(config, layout);
   // kaiming_uniform_(a=sqrt(5)) on each A [r, in], layer by layer in target order: gain
   // sqrt(2 / (1 + 5)), bound gain * sqrt(3 / fan_in) = 1 / sqrt(in). B stays zero.

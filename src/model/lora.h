@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -31,15 +32,38 @@ std::string_view lora_target_name(LoraTarget target);                // "q_proj"
 std::string_view lora_target_block(LoraTarget target);               // "self_attn" or "mlp"
 std::optional<LoraTarget> parse_lora_target(std::string_view name);  // also "model.q_proj"-free
 
+// Which modules peft adapts and how: LoraConfig's r, lora_alpha, lora_dropout, use_rslora,
+// target_modules and the per-module settings below, matched on peft's module names by peft's
+// rules (model/peft_match.h).
 struct LoraConfig {
   int64_t r = 8;
   double alpha = 16.0;
   double dropout = 0.0;
   bool use_rslora = false;
   std::array<bool, kLoraTargetCount> targets{};  // which projections carry an adapter
+  // rank_pattern / alpha_pattern: key -> r / lora_alpha, in the file's order (the first key
+  // that matches a module wins).
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
+  std::vector<int64_t> layers_to_transform;  // empty: every layer
+  std::vector<std::string> layers_pattern;   // empty: peft's default layer regex
+  // exclude_modules: a regex (re.fullmatch) or a list of names (equal or "." suffix).
+  std::optional<std::string> exclude_regex;
+  std::vector<std::string> exclude_names;
 
-  double scale() const;  // alpha / r, or alpha / sqrt(r) with use_rslora
+  double scale() const;  // alpha / r, or alpha / sqrt(r) with use_rslora (no pattern)
   bool targets_any() const;
+  // Whether the projection `target` of `layer` carries an adapter (target_modules,
+  // layers_to_transform, exclude_modules).
+  bool adapts(int64_t layer, LoraTarget target) const;
+  // That module's r and lora_alpha (rank_pattern, alpha_pattern), and its scale: alpha / r, or
+  // alpha / sqrt(r) with use_rslora (peft's LoraLayer.update_layer, per module).
+  int64_t rank_of(int64_t layer, LoraTarget target) const;
+  double alpha_of(int64_t layer, LoraTarget target) const;
+  double scale_of(int64_t layer, LoraTarget target) const;
+  bool has_module_settings() const;  // any of the per-module fields set
+
+  bool operator==(const LoraConfig&) const = default;
 };
 
 // Parses "q_proj,k_proj,..." or "all-linear"; an unknown name is an error naming it.
@@ -62,10 +86,12 @@ TpSplit lora_tp_split(LoraTarget target, LoraPart part);
 // peft's tensor name of A or B of one layer's projection.
 std::string lora_tensor_name(int64_t layer, LoraTarget target, LoraPart part);
 
-// The (in, out) sizes of one adapted projection (as held: a tensor-parallel rank's share).
+// The (in, out) sizes of one adapted projection (as held: a tensor-parallel rank's share) and
+// its rank r (never split over tensor-parallel ranks).
 struct LoraShape {
   int64_t in = 0;
   int64_t out = 0;
+  int64_t r = 0;
 };
 // Which projections of which layers carry an adapter: layout[layer][target].
 using LoraLayout = std::vector<std::array<std::optional<LoraShape>, kLoraTargetCount>>;
@@ -89,6 +115,8 @@ struct LoraTensor {
 struct LoraMatrix {
   int64_t in = 0;
   int64_t out = 0;
+  int64_t r = 0;                  // this module's rank (rank_pattern, else LoraConfig::r)
+  double scale = 0.0;             // this module's LoraConfig::scale_of
   const std::span<float> a;       // [r, in] fp32
   const std::span<float> b;       // [out, r] fp32
   const std::span<float> grad_a;  // [r, in] fp32
@@ -177,8 +205,10 @@ void for_each_lora_matrix(const LoraAdapter& adapter, Visit&& visit) {
 // The (in, out) sizes of a projection for this model shape.
 std::pair<int64_t, int64_t> lora_target_shape(const LlamaConfig& model, LoraTarget target);
 
-// A fresh adapter: A Kaiming-uniform (a = sqrt(5)) from `seed`, B zero. Errors (naming the
-// setting) for r < 1, no targets, alpha <= 0 or dropout outside [0, 1).
+// A fresh adapter on the modules config.adapts() names, each of its rank_of(): A Kaiming-uniform
+// (a = sqrt(5)) from `seed`, B zero. Errors (naming the setting) for r < 1 (also in
+// rank_pattern), no targets, alpha <= 0 (also in alpha_pattern), dropout outside [0, 1), a
+// layers_to_transform index outside the model, or patterns that leave no module adapted.
 LoraAdapter lora_init(const LlamaConfig& model, const LoraConfig& config, uint64_t seed);
 
 }  // namespace ll

@@ -10,8 +10,10 @@
 
 namespace ll {
 
-// Reads an adapter for a model of shape `model`. Checks peft_type LORA, bias "none", the
-// target modules, and every tensor's presence, dtype and shape; errors name file and field.
+// Reads an adapter for a model of shape `model`: adapter_config.json as model/peft_config.h
+// reads it (every field honoured or refused), then every tensor the config places (per-module
+// rank from rank_pattern; layers_to_transform, exclude_modules), checking presence and shape;
+// a tensor the config does not place is refused. Errors name the file and field or tensor.
 // `weights_file` may name another file of `dir` with peft's tensor names, e.g. a
 // tensor-parallel shard read with the rank's share of the model (model/tensor_parallel.h).
 LoraAdapter load_peft_adapter(const fs::path& dir, const LlamaConfig& model,

@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "model/adapter_shards.h"
 #include "model/lora.h"
+#include "model/peft_config.h"
 
 namespace ll {
 namespace {
@@ -24,59 +25,20 @@ constexpr std::string_view kOrigin = "consolidate";
 constexpr const char* kConfigFile = "adapter_config.json";
 constexpr const char* kAdapterFile = "adapter_model.safetensors";
 
-// What the tensor checks need from adapter_config.json.
-struct AdapterConfigSummary {
-  int64_t r = 0;
-  std::array<bool, kLoraTargetCount> targets{};
-};
-
-AdapterConfigSummary read_adapter_config(const fs::path& path) {
-  const std::string where = path.string();
-  const json config = parse_json_text(read_file(path), kOrigin, where);
-  check(config.is_object(), kOrigin, where + ": not a JSON object");
-  const auto field = [&](const char* name) -> const json& {
-    check(config.contains(name), kOrigin, where + ": missing required field '" + name + "'");
-    return config.at(name);
-  };
-  const json& peft_type = field("peft_type");
-  check(peft_type == "LORA", kOrigin,
-        where + ": peft_type " + peft_type.dump() + " is not supported (LORA only)");
-  AdapterConfigSummary out;
-  const json& r = field("r");
-  check(r.is_number_integer() && r.get<int64_t>() >= 1, kOrigin,
-        where + ": 'r' must be an integer of at least 1, not " + r.dump());
-  out.r = r.get<int64_t>();
-  const json& alpha = field("lora_alpha");
-  check(alpha.is_number() && alpha.get<double>() > 0, kOrigin,
-        where + ": 'lora_alpha' must be a positive number, not " + alpha.dump());
-  const json& targets = field("target_modules");
-  if (targets.is_string()) {
-    try {
-      out.targets = parse_lora_targets(targets.get<std::string>());
-    } catch (const Error& error) {
-      fail(kOrigin, where + ": target_modules: " + error.what());
-    }
-  } else {
-    check(targets.is_array(), kOrigin,
-          where + ": 'target_modules' must be a list or a string, not " + json_type_name(targets));
-    for (const json& name : targets) {
-      const std::optional<LoraTarget> target =
-          name.is_string() ? parse_lora_target(name.get<std::string>()) : std::nullopt;
-      check(target.has_value(), kOrigin,
-            where + ": target module " + name.dump() + " is not a Llama projection");
-      out.targets[static_cast<size_t>(*target)] = true;
-    }
+// adapter_config.json as load_peft_adapter reads it (model/peft_config.h), errors re-raised as
+// consolidate's.
+LoraConfig read_adapter_config(const fs::path& path) {
+  try {
+    return parse_peft_lora_config(read_file(path), path.string());
+  } catch (const Error& error) {
+    fail(kOrigin, without_origin(error));
   }
-  bool any = false;
-  for (bool on : out.targets) any = any || on;
-  check(any, kOrigin, where + ": target_modules is empty");
-  return out;
 }
 
 // The structural checks of consolidate.h on the whole tensors (name, 2-D shape); returns the
 // number of layers. `where` names the file the tensors come from.
 int64_t check_adapter_tensors(
-    const AdapterConfigSummary& config,
+    const LoraConfig& config,
     const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors,
     const std::string& where) {
   std::map<std::tuple<int64_t, LoraTarget, LoraPart>, const std::vector<int64_t>*> found;
@@ -87,13 +49,16 @@ int64_t check_adapter_tensors(
     const std::optional<LoraTensorName> parsed = parse_lora_tensor_name(name);
     check(parsed.has_value(), kOrigin, here + " is not a peft LoRA tensor name");
     const std::string target_name(lora_target_name(parsed->target));
-    check(config.targets[static_cast<size_t>(parsed->target)], kOrigin,
-          here + " adapts " + target_name + ", which target_modules does not name");
+    check(config.adapts(parsed->layer, parsed->target), kOrigin,
+          here + " adapts " + target_name + " of layer " + std::to_string(parsed->layer) +
+              ", which adapter_config.json does not (target_modules, layers_to_transform, "
+              "exclude_modules)");
     check(shape.size() == 2 && shape[0] >= 1 && shape[1] >= 1, kOrigin,
           here + " has shape " + shape_text(shape) + "; expected a matrix");
     const bool is_a = parsed->part == LoraPart::A;
-    check(shape[is_a ? 0 : 1] == config.r, kOrigin,
-          here + " has shape " + shape_text(shape) + " but r is " + std::to_string(config.r) +
+    const int64_t r = config.rank_of(parsed->layer, parsed->target);
+    check(shape[is_a ? 0 : 1] == r, kOrigin,
+          here + " has shape " + shape_text(shape) + " but r is " + std::to_string(r) +
               (is_a ? " (lora_A is [r, in])" : " (lora_B is [out, r])"));
     auto& sizes = in_out[static_cast<size_t>(parsed->target)];
     if (!sizes) sizes = std::pair<int64_t, int64_t>{0, 0};
@@ -108,7 +73,7 @@ int64_t check_adapter_tensors(
   }
   for (int64_t layer = 0; layer < layers; ++layer) {
     for (LoraTarget target : kAllLoraTargets) {
-      if (!config.targets[static_cast<size_t>(target)]) continue;
+      if (!config.adapts(layer, target)) continue;
       for (LoraPart part : kLoraParts) {
         check(found.count({layer, target, part}) == 1, kOrigin,
               where + ": tensor " + quote_name(lora_tensor_name(layer, target, part)) +
@@ -128,7 +93,7 @@ ConsolidateResult consolidate_checkpoint_into(const fs::path& checkpoint, const 
   const fs::path config_path = checkpoint / kConfigFile;
   check(fs::is_regular_file(config_path, ec), kOrigin,
         config_path.string() + ": missing (every checkpoint holds one adapter_config.json)");
-  const AdapterConfigSummary config = read_adapter_config(config_path);
+  const LoraConfig config = read_adapter_config(config_path);
 
   const std::vector<std::string> shard_names = list_adapter_tp_shards(checkpoint);
   const bool has_single = fs::is_regular_file(checkpoint / kAdapterFile, ec);

@@ -17,6 +17,7 @@
 #include "formats/safetensors.h"
 #include "model/lora.h"
 #include "model/peft_adapter.h"
+#include "model/peft_match.h"
 #include "tools/gguf_vocab.h"
 #include "tools/merge.h"
 
@@ -325,15 +326,25 @@ GgufExportResult export_adapter_gguf(const fs::path& adapter, const fs::path& ba
                                      const fs::path& output, const GgufExportOptions& options) {
   const LlamaConfig config = load_llama_config(base_config_dir);
   const LoraAdapter lora = load_peft_adapter(adapter, config);
-  const int64_t r = lora.config.r;
-  // llama.cpp applies (alpha / r) · B·A with r read from the tensors: alpha = scale · r.
-  const double alpha = lora.config.scale() * static_cast<double>(r);
+  // llama.cpp applies (alpha / r) · B·A with r read from each module's tensors and one alpha
+  // for the whole file: alpha = scale · r must be the same for every module.
+  std::optional<double> alpha;
+  for_each_lora_matrix(lora, [&](int64_t layer, LoraTarget target, const LoraMatrix& m) {
+    const double module_alpha = m.scale * static_cast<double>(m.r);
+    if (!alpha) alpha = module_alpha;
+    check(std::fabs(module_alpha - *alpha) <= 1e-12 * *alpha, kOrigin,
+          (adapter / "adapter_config.json").string() + ": alpha_pattern/rank_pattern give " +
+              peft_module_name(layer, target) + " another alpha/r ratio than the rest (scale*r " +
+              std::to_string(module_alpha) + " vs " + std::to_string(*alpha) +
+              "), which a GGUF adapter's one adapter.lora.alpha "
+              "cannot hold");
+  });
   GgufMetadata metadata;
   metadata.emplace_back("general.architecture", std::string("llama"));
   metadata.emplace_back("general.type", std::string("adapter"));
   metadata.emplace_back("general.name", options.name.empty() ? folder_name(adapter) : options.name);
   metadata.emplace_back("adapter.type", std::string("lora"));
-  metadata.emplace_back("adapter.lora.alpha", static_cast<float>(alpha));
+  metadata.emplace_back("adapter.lora.alpha", static_cast<float>(alpha.value_or(0.0)));
   metadata.emplace_back("general.file_type", file_type_of(options.outtype));
   metadata.emplace_back("general.quantization_version", uint32_t{2});
 
@@ -351,8 +362,8 @@ GgufExportResult export_adapter_gguf(const fs::path& adapter, const fs::path& ba
       const RopeRows rope = target == LoraTarget::Q   ? RopeRows::Q
                             : target == LoraTarget::K ? RopeRows::K
                                                       : RopeRows::None;
-      const std::vector<int64_t> a_shape = {r, matrix->in};
-      const std::vector<int64_t> b_shape = {matrix->out, r};
+      const std::vector<int64_t> a_shape = {matrix->r, matrix->in};
+      const std::vector<int64_t> b_shape = {matrix->out, matrix->r};
       if (rope != RopeRows::None) check_rope_rows(b_shape, config, base);
       PlannedTensor a;
       a.info = {base + ".lora_a", a_shape, tensor_type(a_shape, options.outtype, result.kept_f16)};
@@ -365,6 +376,7 @@ GgufExportResult export_adapter_gguf(const fs::path& adapter, const fs::path& ba
       b.rope = rope;
       const std::span<const float> b_values = matrix->b;
       const int64_t rows = matrix->out;
+      const int64_t r = matrix->r;
       const int64_t head_dim = config.head_dim;
       b.produce = [b_values, rows, r, rope, head_dim](std::span<float> out) {
         permute_rows(out, rows, r, rope, head_dim, [&](int64_t row, float* dst) {

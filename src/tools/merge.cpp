@@ -118,8 +118,10 @@ void store_element(std::byte* data, int64_t i, float value) {
 // W + delta; tests/tools/test_merge.cpp prints how often and how far on a fixture). For fp32
 // weights both round once to fp32: the results agree up to the summation order of B·A.
 template <DType kDType>
-void merge_projection(std::span<const std::byte> weight, const LoraMatrix& m, int64_t r,
-                      float scale, std::span<std::byte> out) {
+void merge_projection(std::span<const std::byte> weight, const LoraMatrix& m,
+                      std::span<std::byte> out) {
+  const int64_t r = m.r;  // this module's rank and scale (rank_pattern, alpha_pattern)
+  const auto scale = static_cast<float>(m.scale);
   const int64_t rows = m.out;
   const int64_t cols = m.in;
 #pragma omp parallel
@@ -144,14 +146,14 @@ void merge_projection(std::span<const std::byte> weight, const LoraMatrix& m, in
 }
 
 void merge_projection(DType dtype, std::span<const std::byte> weight, const LoraMatrix& m,
-                      int64_t r, float scale, std::span<std::byte> out) {
+                      std::span<std::byte> out) {
   switch (dtype) {
     case DType::F32:
-      return merge_projection<DType::F32>(weight, m, r, scale, out);
+      return merge_projection<DType::F32>(weight, m, out);
     case DType::BF16:
-      return merge_projection<DType::BF16>(weight, m, r, scale, out);
+      return merge_projection<DType::BF16>(weight, m, out);
     case DType::F16:
-      return merge_projection<DType::F16>(weight, m, r, scale, out);
+      return merge_projection<DType::F16>(weight, m, out);
     case DType::I32:
     case DType::I64:
       break;
@@ -189,10 +191,11 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
   const std::vector<LoraTensorName> adapter_tensors = check_adapter_fits(adapter, config, base);
   const LoraAdapter lora = load_peft_adapter(adapter, config);
   for (const LoraTensorName& tensor : adapter_tensors) {
-    check(lora.config.targets[static_cast<size_t>(tensor.target)], kOrigin,
+    check(lora.config.adapts(tensor.layer, tensor.target), kOrigin,
           (adapter / kAdapterFile).string() + ": tensor " +
               quote_name(lora_tensor_name(tensor.layer, tensor.target, tensor.part)) +
-              " adapts a module that adapter_config.json's target_modules does not name");
+              " adapts a module that adapter_config.json does not (target_modules, "
+              "layers_to_transform, exclude_modules)");
   }
   const SafetensorsModel model = SafetensorsModel::open(base);
 
@@ -224,7 +227,6 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
   }
 
   MergeResult result;
-  const auto scale = static_cast<float>(lora.config.scale());
   std::vector<std::byte> buffer;        // one merged tensor, in the base dtype
   std::span<const std::byte> previous;  // the base bytes of the tensor written last
   const ProduceTensorBytes produce = [&](size_t i) -> std::span<const std::byte> {
@@ -239,7 +241,7 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
       return stored;  // straight from the map, no copy
     }
     buffer.resize(stored.size());
-    merge_projection(info.dtype, stored, *delta->second, lora.config.r, scale, buffer);
+    merge_projection(info.dtype, stored, *delta->second, buffer);
     ++result.merged_tensors;
     return buffer;
   };

@@ -2,10 +2,14 @@
 // folder, the way peft's merge_and_unload() + save_pretrained() would:
 //
 //   W' = W + scale · B·A   for every adapted projection (scale = alpha/r, or alpha/√r with
-//                          rsLoRA), computed in fp32 and rounded ONCE to W's dtype
+//                          rsLoRA, with that module's r and alpha: rank_pattern, alpha_pattern;
+//                          the modules of target_modules, layers_to_transform and
+//                          exclude_modules), computed in fp32 and rounded ONCE to W's dtype
 //                          (round-to-nearest-even for bf16 and f16, core/dtype.h)
 //
 //   delta[o, i] = (Σ_k B[o, k]·A[k, i], k = 0..r-1 in order, fp32) · float(scale)
+//
+// (as peft's merge_and_unload, which uses each LoraLayer's own r and scaling)
 //   W'[o, i]    = round_to_dtype(float(W[o, i]) + delta[o, i])
 //
 // Every other tensor is copied unchanged; a base without lm_head.weight (tied embeddings)

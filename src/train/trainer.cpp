@@ -61,32 +61,7 @@ StepPlanSettings plan_settings(const TrainingArgs& args, uint64_t sequences, int
   return settings;
 }
 
-bool same_lora(const LoraConfig& a, const LoraConfig& b) {
-  return a.r == b.r && a.alpha == b.alpha && a.dropout == b.dropout &&
-         a.use_rslora == b.use_rslora && a.targets == b.targets;
-}
-
 }  // namespace
-
-LoraConfig lora_config_from_args(const TrainingArgs& args) {
-  LoraConfig lora;
-  lora.r = args.lora_r;
-  lora.alpha = args.lora_alpha;
-  lora.dropout = args.lora_dropout;
-  lora.use_rslora = args.use_rslora;
-  check(args.lora_r >= 1, kOrigin,
-        "--lora_r must be at least 1, got " + std::to_string(args.lora_r));
-  check(args.lora_alpha > 0, kOrigin, "--lora_alpha must be positive");
-  check(args.lora_dropout >= 0 && args.lora_dropout < 1, kOrigin,
-        "--lora_dropout must be in [0, 1), got " + format_number("%g", args.lora_dropout));
-  try {
-    lora.targets = parse_lora_targets(args.target_modules);
-  } catch (const Error& error) {
-    fail(kOrigin, "--target_modules " + args.target_modules + ": " + error.what());
-  }
-  check(lora.targets_any(), kOrigin, "--target_modules names no module");
-  return lora;
-}
 
 // What the run computes in, for the logs and metrics (backend/ops.h Precision states it).
 std::string compute_precision(const LlamaWeights& base, const Backend& backend) {
@@ -144,10 +119,11 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   if (options_.resume) {
     LoadedCheckpoint& ckpt = *options_.resume;
     const std::string where = ckpt.dir.string() + ": ";
-    check(same_lora(ckpt.adapter.config, lora), kOrigin,
+    check(ckpt.adapter.config == lora, kOrigin,
           where +
               "its adapter (adapter_config.json) has other LoRA settings than this run's "
-              "--lora_r/--lora_alpha/--lora_dropout/--use_rslora/--target_modules");
+              "--lora_r/--lora_alpha/--lora_dropout/--use_rslora/--target_modules/"
+              "--lora_rank_pattern/--lora_alpha_pattern/--layers_to_transform");
     const TrainerState& s = ckpt.state;
     check(s.data_parallel_size == dp_size() && s.tensor_parallel_size == tp_size(), kOrigin,
           where + "it was written by " + std::to_string(s.tensor_parallel_size) +

@@ -59,6 +59,7 @@
 #include "data/packing.h"
 #include "model/llama_model.h"
 #include "train/checkpoint.h"
+#include "train/lora_args.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -69,9 +70,6 @@
 #include "train/training_args.h"
 
 namespace ll {
-
-// The LoRA settings of `args`, checked (errors name the flag: --lora_r, --target_modules, ...).
-LoraConfig lora_config_from_args(const TrainingArgs& args);
 
 // "bf16 weights, fp32 compute" (or f16 / "fp32") for the model's stored dtype.
 std::string compute_precision(const LlamaWeights& base);

@@ -9,8 +9,10 @@
 #include <variant>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "data/presets.h"
 #include "model/lora.h"
+#include "train/lora_args.h"
 #include "train/lr_schedule.h"
 #include "train/tensorboard.h"
 #include "train/training_fields.h"
@@ -18,13 +20,6 @@
 namespace ll {
 
 namespace {
-
-// ll::Error's message without its "[origin] " prefix, to re-raise it under another origin.
-std::string without_origin(const Error& error) {
-  const std::string_view what = error.what();
-  const size_t prefix = error.origin().size() + 3;
-  return std::string(what.size() >= prefix ? what.substr(prefix) : what);
-}
 
 void add_field_flag(CLI::App& command, TrainingArgs& args, const Field& field) {
   const std::string flag = "--" + std::string(field.name);
@@ -163,20 +158,7 @@ void validate_training_args(const TrainingArgs& args) {
   require_at_least("eval_steps", args.eval_steps, 0);
   require_at_least("save_total_limit", args.save_total_limit, 0);
 
-  require_at_least("lora_r", args.lora_r, 1);
-  require(args.lora_alpha > 0,
-          "--lora_alpha must be above 0, got " + format_number(args.lora_alpha));
-  require(args.lora_dropout >= 0 && args.lora_dropout < 1,
-          "--lora_dropout must be in [0, 1), got " + format_number(args.lora_dropout));
-  std::array<bool, kLoraTargetCount> targets{};
-  try {
-    targets = parse_lora_targets(args.target_modules);
-  } catch (const Error& error) {
-    fail("train", "--target_modules: " + without_origin(error));
-  }
-  bool any_target = false;
-  for (const bool target : targets) any_target = any_target || target;
-  require(any_target, "--target_modules names no module: '" + args.target_modules + "'");
+  lora_config_from_args(args);  // the LoRA flags (train/lora_args.h)
 
   require_at_least("tensor_parallel_size", args.tensor_parallel_size, 1);
   require(args.ddp_timeout > 0,

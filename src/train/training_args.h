@@ -88,6 +88,9 @@ struct TrainingArgs {
   double lora_dropout = 0.0;
   std::string target_modules = "q_proj,v_proj";  // comma list or all-linear
   bool use_rslora = false;
+  std::string lora_rank_pattern;    // JSON object key -> r ("": none), train/lora_args.h
+  std::string lora_alpha_pattern;   // JSON object key -> alpha ("": none)
+  std::string layers_to_transform;  // comma list of layer indices ("": every layer)
 
   // Parallelism: world = tensor_parallel_size x data-parallel ranks (mpirun -np).
   int64_t tensor_parallel_size = 1;

@@ -259,6 +259,12 @@ const std::array kFields = {
     Field{"target_modules", &A::target_modules, kLoraGroup, kPeft,
           "Comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj, or all-linear"},
     Field{"use_rslora", &A::use_rslora, kLoraGroup, kPeft, "Rank-stabilised scale alpha/sqrt(r)"},
+    Field{"lora_rank_pattern", &A::lora_rank_pattern, kLoraGroup, kPeft,
+          "peft rank_pattern: JSON {module key regex: r}, e.g. '{\"q_proj\": 4}'"},
+    Field{"lora_alpha_pattern", &A::lora_alpha_pattern, kLoraGroup, kPeft,
+          "peft alpha_pattern: JSON {module key regex: alpha}"},
+    Field{"layers_to_transform", &A::layers_to_transform, kLoraGroup, kPeft,
+          "peft layers_to_transform: comma list of layer indices (default: every layer)"},
 
     Field{"tensor_parallel_size", &A::tensor_parallel_size, kParallelGroup, kNeuron,
           "Tensor-parallel degree; the data-parallel degree is the number of processes "
@@ -356,12 +362,6 @@ std::optional<bool> parse_bool(std::string_view text) {
     return false;
   }
   return std::nullopt;
-}
-
-std::string format_number(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", value);
-  return text;
 }
 
 std::string join_names(std::span<const std::string_view> names) {

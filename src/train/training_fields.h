@@ -11,6 +11,7 @@
 #include <string_view>
 #include <variant>
 
+#include "core/text.h"
 #include "train/training_args.h"
 
 namespace ll {
@@ -55,7 +56,6 @@ bool is_bool_field(const Field& field);
 std::string to_lower(std::string_view text);
 // HfArgumentParser's string_to_bool (yes/true/t/y/1, no/false/f/n/0), plus on/off, any case.
 std::optional<bool> parse_bool(std::string_view text);
-std::string format_number(double value);                          // %g
 std::string join_names(std::span<const std::string_view> names);  // "a, b, c"
 
 // Stores `text` in the field of `args`; returns "" or what is wrong with it ("expected an

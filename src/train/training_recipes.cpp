@@ -90,10 +90,14 @@ void load_json_recipe(TrainingArgs& args, const std::string& path, const std::st
     const bool is_string = std::holds_alternative<std::string TrainingArgs::*>(field.member);
     if (is_string && value.is_string()) {
       value_text = value.get<std::string>();
-    } else if (is_string && field.name == "target_modules" && value.is_array()) {
+    } else if (is_string && field.name.ends_with("_pattern") && value.is_object()) {
+      value_text = value.dump();  // rank/alpha patterns: their JSON text
+    } else if (is_string && value.is_array() &&
+               (field.name == "target_modules" || field.name == "layers_to_transform")) {
       for (const auto& item : value) {
-        if (!item.is_string()) fail_key(path, key, "expected a list of module names");
-        value_text += (value_text.empty() ? "" : ",") + item.get<std::string>();
+        if (!item.is_string() && !item.is_number_integer()) fail_key(path, key, "expected a list");
+        const std::string item_text = item.is_string() ? item.get<std::string>() : item.dump();
+        value_text += (value_text.empty() ? "" : ",") + item_text;
       }
     } else if (is_bool_field(field) && value.is_boolean()) {
       value_text = value.get<bool>() ? "true" : "false";
