@@ -15,6 +15,7 @@
 #include <cstring>
 #include <span>
 
+#include "fixture_batch.h"
 #include "formats/safetensors.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
@@ -30,54 +31,9 @@ fs::path golden(const std::string& name) {
 
 using test::read_i64;
 
-// A batch from a fixture: targets are already shifted; documents from document_ids if any.
-TokenBatch batch_from(const SafetensorsModel& expected) {
-  const auto ids = read_i64(expected, "input_ids");
-  const auto targets = read_i64(expected, "targets");
-  const auto& id_shape = expected.info("input_ids").shape;
-  std::vector<int64_t> positions;  // 0..T-1 in every row unless the fixture says otherwise
-  if (expected.contains("position_ids")) {
-    positions = read_i64(expected, "position_ids");
-  } else {
-    for (int64_t i = 0; i < id_shape[0] * id_shape[1]; ++i) positions.push_back(i % id_shape[1]);
-  }
-  const auto& shape = expected.info("input_ids").shape;
-  TokenBatch batch;
-  batch.rows = shape[0];
-  batch.seq_len = shape[1];
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.input_ids.push_back(static_cast<int32_t>(ids[i]));
-    batch.targets.push_back(static_cast<int32_t>(targets[i]));
-    batch.positions.push_back(static_cast<int32_t>(positions[i]));
-  }
-  std::vector<int64_t> documents;
-  if (expected.contains("document_ids")) documents = read_i64(expected, "document_ids");
-  for (int64_t row = 0; row < batch.rows; ++row) {
-    std::vector<uint32_t> starts = {0};
-    for (int64_t t = 1; t < batch.seq_len && !documents.empty(); ++t) {
-      const size_t i = static_cast<size_t>(row * batch.seq_len + t);
-      if (documents[i] != documents[i - 1]) starts.push_back(static_cast<uint32_t>(t));
-    }
-    batch.document_starts.push_back(starts);
-  }
-  return batch;
-}
-
-double max_abs(std::span<const float> values) {
-  double m = 0;
-  for (float v : values) m = std::max(m, std::fabs(static_cast<double>(v)));
-  return m;
-}
-
-// max |a - b| / max |b|
-double relative_error(std::span<const float> ours, std::span<const float> reference) {
-  EXPECT_EQ(ours.size(), reference.size());
-  double worst = 0;
-  for (size_t i = 0; i < std::min(ours.size(), reference.size()); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(ours[i]) - reference[i]));
-  }
-  return worst / std::max(max_abs(reference), 1e-30);
-}
+using test::fixture_batch;
+using test::max_relative_error;
+using test::relative_l2;
 
 struct GoldenCase {
   std::string config;
@@ -93,11 +49,11 @@ TEST_P(Golden, LogitsLossAndLoraGradientsMatchTransformersPeft) {
   const LlamaWeights base = load_llama_weights(dir / "model");
   LoraAdapter adapter = load_peft_adapter(dir / "adapter", base.config);
   const SafetensorsModel expected = SafetensorsModel::open(dir, param.expected_file);
-  const TokenBatch batch = batch_from(expected);
+  const TokenBatch batch = fixture_batch(expected);
 
   LlamaLoraModel model(base, &adapter, ModelOptions{param.checkpointing, 5});
   const std::vector<float> logits = model.forward_logits(batch);
-  const double logits_error = relative_error(logits, expected.read_f32("logits"));
+  const double logits_error = max_relative_error(logits, expected.read_f32("logits"));
   EXPECT_LE(logits_error, 1e-5);
 
   const int64_t targets = batch.target_count();
@@ -116,7 +72,7 @@ TEST_P(Golden, LogitsLossAndLoraGradientsMatchTransformersPeft) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
         const auto reference = expected.read_f32("grad." + name);
         const double error =
-            relative_error(which == LoraPart::A ? matrix->grad_a : matrix->grad_b, reference);
+            max_relative_error(which == LoraPart::A ? matrix->grad_a : matrix->grad_b, reference);
         EXPECT_LE(error, 1e-4) << name;
         worst_grad_error = std::max(worst_grad_error, error);
         ++checked;
@@ -134,8 +90,8 @@ TEST(GoldenBase, LogitsMatchWithoutAdapter) {
     const LlamaWeights base = load_llama_weights(dir / "model");
     const SafetensorsModel expected = SafetensorsModel::open(dir, "expected.safetensors");
     LlamaLoraModel model(base, nullptr, ModelOptions{});
-    EXPECT_LE(relative_error(model.forward_logits(batch_from(expected)),
-                             expected.read_f32("logits_base")),
+    EXPECT_LE(max_relative_error(model.forward_logits(fixture_batch(expected)),
+                                 expected.read_f32("logits_base")),
               1e-5)
         << config;
   }
@@ -164,16 +120,6 @@ INSTANTIATE_TEST_SUITE_P(
 namespace ll {
 namespace {
 
-double relative_l2(std::span<const float> ours, std::span<const float> reference) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ours.size(); ++i) {
-    diff += (static_cast<double>(ours[i]) - reference[i]) *
-            (static_cast<double>(ours[i]) - reference[i]);
-    norm += static_cast<double>(reference[i]) * reference[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-300));
-}
-
 // bf16 base weights (llama3_rope_headdim rounded to bf16), fp32 LoRA. Our bf16 mode keeps the
 // weights in bf16 and computes in fp32, so it must equal the fixture's fp32 run of the same
 // bf16 weights (`ref_*`) to the fp32 bounds, and stay within the bounds the fixture states
@@ -185,10 +131,10 @@ TEST(GoldenBf16, Bf16WeightsMatchTheReferenceAndTheStatedBounds) {
   ASSERT_EQ(base.layers[0].q_proj.dtype, DType::BF16);
   LoraAdapter adapter = load_peft_adapter(golden("llama3_rope_headdim") / "adapter", base.config);
   const SafetensorsModel expected = SafetensorsModel::open(dir, "expected.safetensors");
-  const TokenBatch batch = batch_from(expected);
+  const TokenBatch batch = fixture_batch(expected);
   LlamaLoraModel model(base, &adapter, ModelOptions{});
   const auto logits = model.forward_logits(batch);
-  EXPECT_LE(relative_error(logits, expected.read_f32("ref_logits")), 1e-5);
+  EXPECT_LE(max_relative_error(logits, expected.read_f32("ref_logits")), 1e-5);
   double hf_bf16_max_abs = 0;
   const auto hf_bf16 = expected.read_f32("logits");
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -209,7 +155,7 @@ TEST(GoldenBf16, Bf16WeightsMatchTheReferenceAndTheStatedBounds) {
       for (LoraPart which : kLoraParts) {
         const std::string name = lora_tensor_name(static_cast<int64_t>(layer), target, which);
         const auto& grad = which == LoraPart::A ? m->grad_a : m->grad_b;
-        EXPECT_LE(relative_error(grad, expected.read_f32("ref_grad." + name)), 1e-4) << name;
+        EXPECT_LE(max_relative_error(grad, expected.read_f32("ref_grad." + name)), 1e-4) << name;
         EXPECT_LE(relative_l2(grad, expected.read_f32("grad." + name)), 0.14) << name;
       }
     }
