@@ -47,8 +47,7 @@ constexpr bool kSanitized = false;
 // Open MPI refuses root without both variables (CI runs as root); more ranks than cores
 // need oversubscription; one OpenMP thread per rank keeps 4 ranks from fighting over 2 cores.
 std::string mpirun(int ranks) {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-         "OMP_WAIT_POLICY=PASSIVE " +
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 " +
          shell_quote(LL_MPIEXEC) + " --oversubscribe -np " + std::to_string(ranks) + " " +
          shell_quote(LL_BINARY);
 }
