@@ -88,6 +88,15 @@ class ForwardingBackend : public Backend {
                         Accumulate accumulate, DropoutWindow window) override {
     cpu().dropout_backward(dx, dy, n, p, key, accumulate, window);
   }
+  void lora_down_forward(float* u, const float* x, const float* a, int64_t tokens, int64_t in,
+                         int64_t r, const LoraDropout& dropout) override {
+    cpu().lora_down_forward(u, x, a, tokens, in, r, dropout);
+  }
+  void lora_down_backward(float* grad_a, float* dx, const float* du, const float* x, const float* a,
+                          int64_t tokens, int64_t in, int64_t r,
+                          const LoraDropout& dropout) override {
+    cpu().lora_down_backward(grad_a, dx, du, x, a, tokens, in, r, dropout);
+  }
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,
                                         int64_t vocab, double loss_scale, int64_t chunk_tokens,

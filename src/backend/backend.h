@@ -116,6 +116,16 @@ class Backend {
                                DropoutWindow window) = 0;
   virtual void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
                                 Accumulate accumulate, DropoutWindow window) = 0;
+  // A LoRA branch's down-projection of its dropped-out input, the dropout folded into the
+  // products where the backend can (no dropped copy of x; cpu/gemm_thin.h), the same values
+  // as dropout_forward / dropout_backward around gemm; p = 0 is the plain product:
+  //   u[tokens, r] = dropout(x)[tokens, in] · A[r, in]ᵀ
+  //   grad_a[r, in] += duᵀ · dropout(x) ; dx[tokens, in] += dropout'(du · A)
+  virtual void lora_down_forward(float* u, const float* x, const float* a, int64_t tokens,
+                                 int64_t in, int64_t r, const LoraDropout& dropout) = 0;
+  virtual void lora_down_backward(float* grad_a, float* dx, const float* du, const float* x,
+                                  const float* a, int64_t tokens, int64_t in, int64_t r,
+                                  const LoraDropout& dropout) = 0;
 
   // ---- LM head + cross-entropy over chunks of tokens (never the whole logits) ----
   // labels: host [tokens], -100 = ignored. Returns loss_scale · Σ loss, writes dh. With a

@@ -80,6 +80,14 @@ struct DropoutWindow {
   }
 };
 
+// A LoRA branch's input dropout: drop probability, the mask's key, where the input sits in the
+// tensor the mask is drawn for.
+struct LoraDropout {
+  double p = 0.0;
+  uint64_t key = 0;
+  DropoutWindow window;
+};
+
 // rope_scaling {"rope_type": "llama3", ...} of config.json. The model layer maps
 // formats/llama_config.h's RopeScaling onto this.
 struct RopeLlama3Scaling {

@@ -159,6 +159,19 @@ void ProfilingBackend::dropout_backward(float* dx, const float* dy, int64_t n, d
   inner_.dropout_backward(dx, dy, n, p, key, accumulate, window);
 }
 
+void ProfilingBackend::lora_down_forward(float* u, const float* x, const float* a, int64_t tokens,
+                                         int64_t in, int64_t r, const LoraDropout& dropout) {
+  const Timed timed(*this, "lora_down_forward");
+  inner_.lora_down_forward(u, x, a, tokens, in, r, dropout);
+}
+
+void ProfilingBackend::lora_down_backward(float* grad_a, float* dx, const float* du, const float* x,
+                                          const float* a, int64_t tokens, int64_t in, int64_t r,
+                                          const LoraDropout& dropout) {
+  const Timed timed(*this, "lora_down_backward");
+  inner_.lora_down_backward(grad_a, dx, du, x, a, tokens, in, r, dropout);
+}
+
 double ProfilingBackend::cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                                         const int32_t* labels, int64_t tokens,
                                                         int64_t hidden, int64_t vocab,

@@ -83,6 +83,11 @@ class ProfilingBackend final : public Backend {
                        DropoutWindow window) override;
   void dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
                         Accumulate accumulate, DropoutWindow window) override;
+  void lora_down_forward(float* u, const float* x, const float* a, int64_t tokens, int64_t in,
+                         int64_t r, const LoraDropout& dropout) override;
+  void lora_down_backward(float* grad_a, float* dx, const float* du, const float* x, const float* a,
+                          int64_t tokens, int64_t in, int64_t r,
+                          const LoraDropout& dropout) override;
   double cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,
                                         const int32_t* labels, int64_t tokens, int64_t hidden,
                                         int64_t vocab, double loss_scale, int64_t chunk_tokens,

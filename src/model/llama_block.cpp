@@ -3,50 +3,32 @@
 
 namespace ll {
 
-// y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ (and the dropped x).
-// `dropout` is the probability of this forward's mode (0 in Eval).
+// y[N, out] += scale · (dropout(x)·Aᵀ)·Bᵀ, keeping u = dropout(x)·Aᵀ. `dropout` is the
+// probability of this forward's mode (0 in Eval); the backend folds it into the product.
 void lora_forward(Backend& be, const LoraMatrix& m, double dropout, const float* x, float* y,
-                  int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask) {
+                  int64_t n, Buffer& u, const DropoutMask& mask) {
   const int64_t r = m.r;
-  const float* input = x;
-  if (dropout > 0) {
-    x_dropped.resize(be, n * m.in);
-    be.dropout_forward(x_dropped.data(), x, n * m.in, dropout, mask.key, mask.window);
-    input = x_dropped.data();
-  }
   u.resize(be, n * r);
-  be.gemm(Transpose::No, Transpose::Yes, n, r, m.in, 1.0f, input, m.in, m.a.data(), m.in, 0.0f,
-          u.data(), r);
+  be.lora_down_forward(u.data(), x, m.a.data(), n, m.in, r,
+                       LoraDropout{dropout, mask.key, mask.window});
   be.gemm(Transpose::No, Transpose::Yes, n, m.out, r, static_cast<float>(m.scale), u.data(), r,
           m.b.data(), r, 1.0f, y, m.out);
 }
 
-// Given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x), and
-// dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again).
+// Given dy [N, out]: grad_B += scale·dyᵀ·u, du = scale·dy·B, then grad_A += duᵀ·dropout(x)
+// and dx [N, in] += dropout'(du·A) (the dropout mask and 1/(1-p) again).
 void lora_backward(Backend& be, const LoraMatrix& m, double dropout, const float* x,
-                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
-                   Buffer& du, Buffer& scratch, const DropoutMask& mask) {
+                   const float* dy, float* dx, int64_t n, const Buffer& u, Buffer& du,
+                   const DropoutMask& mask) {
   const int64_t r = m.r;
   const float scale = static_cast<float>(m.scale);
-  const float* input = dropout > 0 ? x_dropped.data() : x;
   be.gemm(Transpose::Yes, Transpose::No, m.out, r, n, scale, dy, m.out, u.data(), r, 1.0f,
           m.grad_b.data(), r);
   du.resize(be, n * r);  // [N, r]
   be.gemm(Transpose::No, Transpose::No, n, r, m.out, scale, dy, m.out, m.b.data(), r, 0.0f,
           du.data(), r);
-  be.gemm(Transpose::Yes, Transpose::No, r, m.in, n, 1.0f, du.data(), r, input, m.in, 1.0f,
-          m.grad_a.data(), m.in);
-  if (dropout > 0) {
-    // d dropout(x) / dx: the same mask, times 1 / (1 - p).
-    scratch.resize(be, n * m.in);
-    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 0.0f,
-            scratch.data(), m.in);
-    be.dropout_backward(dx, scratch.data(), n * m.in, dropout, mask.key, Accumulate::Yes,
-                        mask.window);
-  } else {
-    be.gemm(Transpose::No, Transpose::No, n, m.in, r, 1.0f, du.data(), r, m.a.data(), m.in, 1.0f,
-            dx, m.in);
-  }
+  be.lora_down_backward(m.grad_a.data(), dx, du.data(), x, m.a.data(), n, m.in, r,
+                        LoraDropout{dropout, mask.key, mask.window});
 }
 
 void llama_block_forward(const BlockContext& context, int64_t layer, const LlamaLayerWeights& w,
@@ -76,7 +58,7 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
       const LoraMatrix& m = *(*lora)[t];
       const DropoutMask mask =
           context.dropout > 0 ? context.dropout_mask(layer, target, m.in) : DropoutMask{};
-      lora_forward(be, m, context.dropout, in, y, n, a.lora_u[t], a.lora_x[t], mask);
+      lora_forward(be, m, context.dropout, in, y, n, a.lora_u[t], mask);
     }
   };
 

@@ -36,9 +36,8 @@ struct BlockActivations {
   Buffer gate;   // [N, intermediate] before SiLU
   Buffer up;     // [N, intermediate]
   Buffer h;      // [N, intermediate] silu(gate) * up
-  // Per LoRA target: u = dropout(x)·Aᵀ [N, r], and the dropped input [N, in] (dropout > 0).
+  // Per LoRA target: u = dropout(x)·Aᵀ [N, r].
   std::array<Buffer, kLoraTargetCount> lora_u;
-  std::array<Buffer, kLoraTargetCount> lora_x;
 };
 
 // A LoRA dropout mask: its key and where this rank's input sits in the whole input.
@@ -78,16 +77,16 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
                          BlockAttention& attention);
 
 // The LoRA path of one projection: y[N, out] += m.scale · (dropout(x)·Aᵀ)·Bᵀ (its own r and
-// scale: rank_pattern / alpha_pattern), keeping
-// u = dropout(x)·Aᵀ (and the dropped x when dropout > 0).
+// scale: rank_pattern / alpha_pattern), keeping u = dropout(x)·Aᵀ. The dropout is folded into
+// the products (Backend::lora_down_forward): no dropped copy of x is kept.
 void lora_forward(Backend& be, const LoraMatrix& m, double dropout, const float* x, float* y,
-                  int64_t n, Buffer& u, Buffer& x_dropped, const DropoutMask& mask);
+                  int64_t n, Buffer& u, const DropoutMask& mask);
 
 // Its backward, given dy [N, out]: grad_B += scale·dyᵀ·u, grad_A += (scale·dy·B)ᵀ·dropout(x),
-// and dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again). `du` and
-// `scratch` are the caller's work memory.
+// and dx [N, in] += dropout'(scale·dy·B·A) (the dropout mask and 1/(1-p) again, from x and
+// the mask's key). `du` is the caller's work memory.
 void lora_backward(Backend& be, const LoraMatrix& m, double dropout, const float* x,
-                   const float* dy, float* dx, int64_t n, const Buffer& u, const Buffer& x_dropped,
-                   Buffer& du, Buffer& scratch, const DropoutMask& mask);
+                   const float* dy, float* dx, int64_t n, const Buffer& u, Buffer& du,
+                   const DropoutMask& mask);
 
 }  // namespace ll

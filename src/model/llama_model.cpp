@@ -17,23 +17,22 @@ struct LlamaLoraModel::Activations : BlockActivations {};
 // call: a Buffer only reallocates when it must grow, so once the first training step has
 // sized them (micro-batches of one shape) the step loop allocates nothing on the backend.
 struct LlamaLoraModel::Workspace {
-  Buffer lora_du;       // [N, r]
-  Buffer lora_scratch;  // [N, in] the LoRA path's input gradient before dropout
-  Buffer d_mid;         // [N, hidden] the residual passes dy through
-  Buffer dh;            // [N, intermediate]
-  Buffer d_gate;        // [N, intermediate]
-  Buffer d_up;          // [N, intermediate]
-  Buffer d_xn;          // [N, hidden]
-  Buffer d_attn;        // [N, heads*head_dim]
-  Buffer dq;            // [N, heads*head_dim]
-  Buffer dk;            // [N, kv_heads*head_dim]
-  Buffer dv;            // [N, kv_heads*head_dim]
-  Buffer d_hidden;      // [N, hidden] after the LM head
-  Buffer d_x;           // [N, hidden] gradient of the residual stream
-  Buffer d_prev;        // [N, hidden]
-  Buffer discard;       // [N, hidden] a recomputed layer's output
-  Buffer losses;        // [N]
-  Buffer logits;        // [N, this rank's vocabulary rows]
+  Buffer lora_du;   // [N, r]
+  Buffer d_mid;     // [N, hidden] the residual passes dy through
+  Buffer dh;        // [N, intermediate]
+  Buffer d_gate;    // [N, intermediate]
+  Buffer d_up;      // [N, intermediate]
+  Buffer d_xn;      // [N, hidden]
+  Buffer d_attn;    // [N, heads*head_dim]
+  Buffer dq;        // [N, heads*head_dim]
+  Buffer dk;        // [N, kv_heads*head_dim]
+  Buffer dv;        // [N, kv_heads*head_dim]
+  Buffer d_hidden;  // [N, hidden] after the LM head
+  Buffer d_x;       // [N, hidden] gradient of the residual stream
+  Buffer d_prev;    // [N, hidden]
+  Buffer discard;   // [N, hidden] a recomputed layer's output
+  Buffer losses;    // [N]
+  Buffer logits;    // [N, this rank's vocabulary rows]
 };
 
 int64_t TokenBatch::target_count() const {
@@ -282,8 +281,8 @@ void LlamaLoraModel::layer_backward(int64_t layer, const TokenBatch& batch, cons
     be.linear_backward_input(dx_in, dy, weight, n, in_features, out_features, accumulate);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
-      lora_backward(be, *(*lora)[t], lora_dropout(), in, dy, dx_in, n, a.lora_u[t], a.lora_x[t],
-                    ws.lora_du, ws.lora_scratch, dropout_mask(layer, target, (*lora)[t]->in));
+      lora_backward(be, *(*lora)[t], lora_dropout(), in, dy, dx_in, n, a.lora_u[t], ws.lora_du,
+                    dropout_mask(layer, target, (*lora)[t]->in));
     }
   };
 

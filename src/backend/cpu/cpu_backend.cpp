@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
@@ -162,6 +163,54 @@ void CpuBackend::dropout_forward(float* out, const float* in, int64_t n, double 
 void CpuBackend::dropout_backward(float* dx, const float* dy, int64_t n, double p, uint64_t key,
                                   Accumulate accumulate, DropoutWindow window) {
   cpu::dropout_backward(dx, dy, n, p, key, accumulate, window);
+}
+
+namespace {
+// The dropped input where the dropout is not folded in: per thread (ranks of a test may share
+// this backend from several threads), kept to avoid allocating per call.
+thread_local std::vector<float> dropped;
+
+cpu::OperandRounding operand_rounding(Precision precision) {
+  return precision == Precision::Bf16 ? cpu::OperandRounding::Bf16 : cpu::OperandRounding::None;
+}
+}  // namespace
+
+// The folded kernels where the shapes are thin products (gemm_thin.h); elsewhere (no AVX-512,
+// small test shapes) the dropped input in a scratch buffer and gemm.
+void CpuBackend::lora_down_forward(float* u, const float* x, const float* a, int64_t tokens,
+                                   int64_t in, int64_t r, const LoraDropout& dropout) {
+  if (dropout.p > 0 && cpu::lora_down_fused_applies(tokens, in, r)) {
+    return cpu::lora_down_forward(operand_rounding(precision_), u, x, a, tokens, in, r, dropout);
+  }
+  const float* input = x;
+  if (dropout.p > 0) {
+    dropped.resize(static_cast<size_t>(tokens * in));
+    cpu::dropout_forward(dropped.data(), x, tokens * in, dropout.p, dropout.key, dropout.window);
+    input = dropped.data();
+  }
+  gemm(Transpose::No, Transpose::Yes, tokens, r, in, 1.0f, input, in, a, in, 0.0f, u, r);
+}
+
+void CpuBackend::lora_down_backward(float* grad_a, float* dx, const float* du, const float* x,
+                                    const float* a, int64_t tokens, int64_t in, int64_t r,
+                                    const LoraDropout& dropout) {
+  if (dropout.p > 0 && cpu::lora_down_fused_applies(tokens, in, r)) {
+    return cpu::lora_down_backward(operand_rounding(precision_), grad_a, dx, du, x, a, tokens, in,
+                                   r, dropout);
+  }
+  if (dropout.p == 0) {
+    gemm(Transpose::Yes, Transpose::No, r, in, tokens, 1.0f, du, r, x, in, 1.0f, grad_a, in);
+    gemm(Transpose::No, Transpose::No, tokens, in, r, 1.0f, du, r, a, in, 1.0f, dx, in);
+    return;
+  }
+  dropped.resize(static_cast<size_t>(tokens * in));
+  cpu::dropout_forward(dropped.data(), x, tokens * in, dropout.p, dropout.key, dropout.window);
+  gemm(Transpose::Yes, Transpose::No, r, in, tokens, 1.0f, du, r, dropped.data(), in, 1.0f, grad_a,
+       in);
+  // d dropout(x) / dx: the same mask, times 1 / (1 - p).
+  gemm(Transpose::No, Transpose::No, tokens, in, r, 1.0f, du, r, a, in, 0.0f, dropped.data(), in);
+  cpu::dropout_backward(dx, dropped.data(), tokens * in, dropout.p, dropout.key, Accumulate::Yes,
+                        dropout.window);
 }
 
 double CpuBackend::cross_entropy_forward_backward(float* dh, const float* h, WeightView w_lm,

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/dropout_mask.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
@@ -31,6 +32,18 @@ constexpr int64_t kJ = 8;  // the small dimension's block
 int64_t padded(int64_t small) {
   return (small + kJ - 1) / kJ * kJ;
 }
+
+// The dropout folded into a product: element (t, p) of the large operand (or of the output)
+// is mask element t · row_stride + col_offset + p (dropout.h's DropoutWindow, row by row).
+struct ThinMask {
+  dropout_mask::MaskTest test;
+  int64_t row_stride = 0;
+  int64_t col_offset = 0;
+
+  uint64_t index(int64_t t, int64_t p) const {
+    return static_cast<uint64_t>(t * row_stride + col_offset + p);
+  }
+};
 
 float rounded(float x, OperandRounding rounding) {
   return rounding == OperandRounding::Bf16 ? bf16_to_f32(f32_to_bf16(x)) : x;
@@ -75,9 +88,15 @@ thread_local std::vector<float> scratch_second;
   return mask == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
 }
 
-[[gnu::target("avx512f"), gnu::always_inline]] inline __m512 load(const float* p, __mmask16 mask,
-                                                                  bool round) {
-  const __m512 x = load_lanes(p, mask);
+// The large operand's 16 elements at p: dropped out (times 1/(1-p) where kept) when `drop`
+// is given, as dropout_forward writes them, then rounded when asked.
+[[gnu::target("avx512f"), gnu::always_inline]] inline __m512 load_operand(
+    const float* p, __mmask16 mask, bool round, const ThinMask* drop, uint64_t index) {
+  __m512 x = load_lanes(p, mask);
+  if (drop != nullptr) {
+    x = _mm512_maskz_mul_ps(dropout_mask::keeps16(drop->test, index), x,
+                            _mm512_set1_ps(drop->test.keep_scale));
+  }
   return round ? round_bf16(x) : x;
 }
 
@@ -88,10 +107,17 @@ thread_local std::vector<float> scratch_second;
                     : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
-// c = alpha · v (+ beta · c) on the lanes of `mask`.
+// c = alpha · v (+ beta · c) on the lanes of `mask`; with `drop`, alpha · v goes through the
+// dropout's backward first (masked, times 1/(1-p)), as dropout_backward adds it.
 [[gnu::target("avx512f"), gnu::always_inline]] inline void store(float* c, __mmask16 mask, __m512 v,
-                                                                 float alpha, float beta) {
+                                                                 float alpha, float beta,
+                                                                 const ThinMask* drop = nullptr,
+                                                                 uint64_t index = 0) {
   __m512 out = _mm512_mul_ps(v, _mm512_set1_ps(alpha));
+  if (drop != nullptr) {
+    out = _mm512_maskz_mul_ps(dropout_mask::keeps16(drop->test, index), out,
+                              _mm512_set1_ps(drop->test.keep_scale));
+  }
   if (beta != 0.0f) {
     out = _mm512_fmadd_ps(load_lanes(c, mask), _mm512_set1_ps(beta), out);
   }
@@ -106,7 +132,8 @@ thread_local std::vector<float> scratch_second;
 // W is [padded(small), depth].
 [[gnu::target("avx512f")]] void dot_avx512(const float* x, int64_t ldx, const float* w,
                                            int64_t small, int64_t rows, int64_t depth, bool round,
-                                           float alpha, float beta, float* c, int64_t ldc) {
+                                           float alpha, float beta, float* c, int64_t ldc,
+                                           const ThinMask* drop = nullptr) {
   const int64_t pairs = (rows + 1) / 2;
 #pragma omp parallel for schedule(static)
   for (int64_t pair = 0; pair < pairs; ++pair) {
@@ -118,8 +145,10 @@ thread_local std::vector<float> scratch_second;
       for (int64_t j = 0; j < kJ; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
       for (int64_t p = 0; p < depth; p += 16) {
         const __mmask16 mask = lanes(depth - p);
-        const __m512 x0 = load(x + t0 * ldx + p, mask, round);
-        const __m512 x1 = load(x + t1 * ldx + p, mask, round);
+        const __m512 x0 =
+            load_operand(x + t0 * ldx + p, mask, round, drop, drop ? drop->index(t0, p) : 0);
+        const __m512 x1 =
+            load_operand(x + t1 * ldx + p, mask, round, drop, drop ? drop->index(t1, p) : 0);
 #pragma GCC unroll 8
         for (int64_t j = 0; j < kJ; ++j) {
           const __m512 wv = load_lanes(w + (j0 + j) * depth + p, mask);
@@ -145,7 +174,8 @@ thread_local std::vector<float> scratch_second;
 // V [padded(small), cols].
 [[gnu::target("avx512f")]] void expand_avx512(const float* u, const float* v, int64_t small,
                                               int64_t rows, int64_t cols, float alpha, float beta,
-                                              float* c, int64_t ldc) {
+                                              float* c, int64_t ldc,
+                                              const ThinMask* drop = nullptr) {
   const int64_t stride = padded(small);
   const int64_t quads = (rows + 3) / 4;
 #pragma omp parallel for schedule(static)
@@ -172,8 +202,9 @@ thread_local std::vector<float> scratch_second;
       for (int64_t q = 0; q < 4; ++q) {
         if (q >= n_rows) continue;
         float* row = c + (t0 + q) * ldc + o;
-        store(row, m0, acc[q][0], alpha, beta);
-        if (cols - o > 16) store(row + 16, m1, acc[q][1], alpha, beta);
+        const uint64_t index = drop ? drop->index(t0 + q, o) : 0;
+        store(row, m0, acc[q][0], alpha, beta, drop, index);
+        if (cols - o > 16) store(row + 16, m1, acc[q][1], alpha, beta, drop, index + 16);
       }
     }
   }
@@ -185,7 +216,7 @@ thread_local std::vector<float> scratch_second;
 [[gnu::target("avx512f")]] void outer_avx512(const float* s, const float* x, int64_t ldx,
                                              int64_t small, int64_t depth, int64_t cols, bool round,
                                              float alpha, float beta, float* c, int64_t ldc,
-                                             bool c_transposed) {
+                                             bool c_transposed, const ThinMask* drop = nullptr) {
   const int64_t stride = padded(small);
   const int64_t blocks = (cols + 31) / 32;
 #pragma omp parallel for schedule(static)
@@ -197,8 +228,9 @@ thread_local std::vector<float> scratch_second;
 #pragma GCC unroll 8
       for (int64_t j = 0; j < kJ; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
       for (int64_t t = 0; t < depth; ++t) {
-        const __m512 x0 = load(x + t * ldx + l, m0, round);
-        const __m512 x1 = load(x + t * ldx + l + 16, m1, round);
+        const uint64_t index = drop ? drop->index(t, l) : 0;
+        const __m512 x0 = load_operand(x + t * ldx + l, m0, round, drop, index);
+        const __m512 x1 = load_operand(x + t * ldx + l + 16, m1, round, drop, index + 16);
         const float* s_row = s + t * stride + j0;
 #pragma GCC unroll 8
         for (int64_t j = 0; j < kJ; ++j) {
@@ -320,6 +352,77 @@ void gemm_thin(OperandRounding rounding, Transpose trans_a, Transpose trans_b, i
       (void)ldc;
 #endif
   fail(kOrigin, "unreachable: no thin shape");
+}
+
+bool lora_down_fused_applies(int64_t tokens, int64_t in, int64_t r) {
+  // u = x·Aᵀ (dot), dA += duᵀ·x (outer, small m) and dx += du·A (expand).
+  return gemm_thin_applies(Transpose::No, Transpose::Yes, tokens, r, in) &&
+         gemm_thin_applies(Transpose::Yes, Transpose::No, r, in, tokens) &&
+         gemm_thin_applies(Transpose::No, Transpose::No, tokens, in, r);
+}
+
+namespace {
+
+ThinMask thin_mask(const LoraDropout& dropout, int64_t in) {
+  check(dropout.p > 0.0 && dropout.p < 1.0, kOrigin,
+        "the folded dropout's probability must be in (0, 1), got " + std::to_string(dropout.p));
+  const DropoutWindow& w = dropout.window;
+  check(w.cols == 0 || w.cols == in, kOrigin,
+        "the dropout window's " + std::to_string(w.cols) + " columns are not the input's " +
+            std::to_string(in));
+  ThinMask mask;
+  mask.test = dropout_mask::mask_test(dropout.key, dropout.p);
+  mask.row_stride = w.cols == 0 ? in : w.full_cols;
+  mask.col_offset = w.cols == 0 ? 0 : w.col_offset;
+  return mask;
+}
+
+void check_fused(int64_t tokens, int64_t in, int64_t r) {
+  check(lora_down_fused_applies(tokens, in, r), kOrigin,
+        "not a LoRA product this CPU folds dropout into: tokens=" + std::to_string(tokens) +
+            " in=" + std::to_string(in) + " r=" + std::to_string(r));
+}
+
+}  // namespace
+
+void lora_down_forward(OperandRounding rounding, float* u, const float* x, const float* a,
+                       int64_t tokens, int64_t in, int64_t r, const LoraDropout& dropout) {
+  check_fused(tokens, in, r);
+#ifdef LL_THIN_X86
+  const ThinMask mask = thin_mask(dropout, in);
+  // W[j, p] = A[j, p] (A is [r, in], the dot's small operand as stored).
+  const float* w = small_copy(scratch_small, r, in, rounding,
+                              [&](int64_t j, int64_t p) { return a[j * in + p]; });
+  dot_avx512(x, in, w, r, tokens, in, rounding == OperandRounding::Bf16, 1.0f, 0.0f, u, r, &mask);
+#else
+  (void)rounding, (void)u, (void)x, (void)a, (void)dropout;
+#endif
+}
+
+void lora_down_backward(OperandRounding rounding, float* grad_a, float* dx, const float* du,
+                        const float* x, const float* a, int64_t tokens, int64_t in, int64_t r,
+                        const LoraDropout& dropout) {
+  check_fused(tokens, in, r);
+#ifdef LL_THIN_X86
+  const ThinMask mask = thin_mask(dropout, in);
+  const bool round = rounding == OperandRounding::Bf16;
+  const int64_t stride = padded(r);
+  // grad_a[r, in] += duᵀ · dropout(x): S[t, j] = du[t, j], X = x streamed (outer, small m).
+  scratch_small.assign(static_cast<size_t>(tokens * stride), 0.0f);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < r; ++j) {
+      scratch_small[static_cast<size_t>(t * stride + j)] = rounded(du[t * r + j], rounding);
+    }
+  }
+  outer_avx512(scratch_small.data(), x, in, r, tokens, in, round, 1.0f, 1.0f, grad_a, in, false,
+               &mask);
+  // dx[tokens, in] += dropout'(du · A): U = du (already in scratch_small), V = A [r, in].
+  const float* v = small_copy(scratch_second, r, in, rounding,
+                              [&](int64_t j, int64_t o) { return a[j * in + o]; });
+  expand_avx512(scratch_small.data(), v, r, tokens, in, 1.0f, 1.0f, dx, in, &mask);
+#else
+  (void)rounding, (void)grad_a, (void)dx, (void)du, (void)x, (void)a, (void)dropout;
+#endif
 }
 
 }  // namespace ll::cpu

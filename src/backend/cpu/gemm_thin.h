@@ -42,4 +42,18 @@ void gemm_thin(OperandRounding rounding, Transpose trans_a, Transpose trans_b, i
                int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                float beta, float* c, int64_t ldc);
 
+// The LoRA down-projection with its input dropout folded in (dropout.h's mask, window and
+// 1/(1-p); no dropped copy of the input is written):
+//   lora_down_forward:  u[tokens, r] = dropout(x)[tokens, in] · A[r, in]ᵀ
+//   lora_down_backward: grad_a[r, in] += duᵀ · dropout(x) ; dx[tokens, in] += dropout'(du · A)
+// The same values as dropout_forward / dropout_backward around gemm_thin's products, bit for
+// bit (the same roundings in the same order). p in (0, 1); the window's columns, if any, are
+// `in`. Throws ll::Error where lora_down_fused_applies is false.
+bool lora_down_fused_applies(int64_t tokens, int64_t in, int64_t r);
+void lora_down_forward(OperandRounding rounding, float* u, const float* x, const float* a,
+                       int64_t tokens, int64_t in, int64_t r, const LoraDropout& dropout);
+void lora_down_backward(OperandRounding rounding, float* grad_a, float* dx, const float* du,
+                        const float* x, const float* a, int64_t tokens, int64_t in, int64_t r,
+                        const LoraDropout& dropout);
+
 }  // namespace ll::cpu
