@@ -135,6 +135,18 @@ void LlamaLoraModel::tp_sum(float* data, int64_t count) {
   if (tensor_parallel()) options_.tensor_parallel->all_reduce(data, count, ReduceOp::Sum);
 }
 
+int64_t lm_head_chunk_tokens(int64_t vocab_rows) {
+  constexpr int64_t kBudgetBytes = int64_t{128} << 20;
+  const int64_t fit =
+      kBudgetBytes / (static_cast<int64_t>(sizeof(float)) * std::max<int64_t>(vocab_rows, 1));
+  return std::clamp<int64_t>(fit / 64 * 64, 64, 512);
+}
+
+int64_t LlamaLoraModel::loss_chunk_tokens() const {
+  return options_.loss_chunk_tokens > 0 ? options_.loss_chunk_tokens
+                                        : lm_head_chunk_tokens(base_.config.vocab_size);
+}
+
 int64_t LlamaLoraModel::lm_head_rows() const {
   return base_.lm_head_rows > 0 ? base_.lm_head_rows : base_.config.vocab_size;
 }
@@ -396,7 +408,7 @@ double LlamaLoraModel::forward_backward(const TokenBatch& batch, double loss_sca
     const BackendRegion region(backend_, "lm_head");
     loss = backend_.cross_entropy_forward_backward(
         d_hidden.data(), final_hidden_.data(), weights_->lm_head, batch.targets.data(), n,
-        c.hidden_size, lm_head_rows(), loss_scale, options_.loss_chunk_tokens, shard);
+        c.hidden_size, lm_head_rows(), loss_scale, loss_chunk_tokens(), shard);
     if (shard) tp_sum(d_hidden.data(), n * c.hidden_size);  // each rank's vocabulary rows' part
   }
   const BackendRegion backward(backend_, "backward");
@@ -432,7 +444,7 @@ double LlamaLoraModel::forward_loss_sum(const TokenBatch& batch, ForwardMode mod
   losses.resize(backend_, n);
   backend_.cross_entropy_forward(losses.data(), final_hidden_.data(), weights_->lm_head,
                                  batch.targets.data(), n, c.hidden_size, lm_head_rows(),
-                                 options_.loss_chunk_tokens, vocab_shard());
+                                 loss_chunk_tokens(), vocab_shard());
   std::vector<float> host(static_cast<size_t>(n));
   backend_.download(host.data(), losses.data(), n);
   double sum = 0;
