@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "core/error.h"
 
@@ -32,8 +33,19 @@ int run_cli(int argc, char** argv) {
   add_eval_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& done) {  // --help, --version: printed by CLI11, exit 0
+    return app.exit(done);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    // A wrong flag or value: one line, like every other error, naming the command to ask.
+    std::string message = error.what();
+    for (char& c : message) {
+      if (c == '\n') c = ' ';
+    }
+    std::string command = "llama-lora";
+    for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
+    std::fprintf(stderr, "llama-lora: error: %s (%s --help lists the options)\n", message.c_str(),
+                 command.c_str());
+    return 1;
   } catch (const Error& error) {
     std::fprintf(stderr, "llama-lora: error: %s\n", error.what());
     return 1;
