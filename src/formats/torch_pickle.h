@@ -9,6 +9,7 @@
 //   torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, meta])
 //   torch._utils._rebuild_parameter(tensor, requires_grad, hooks)  -> the tensor
 //   collections.OrderedDict()                                       -> a dict
+//   builtins.set() / set([...]) (__builtin__.set in protocol 2)      -> a list of the items
 //   torch.<Type>Storage, torch.UntypedStorage (in persistent ids only)
 //   torch.float32, torch.bfloat16, ... (dtype values, e.g. in metadata dicts)
 // Opcodes: those of protocols 2 to 4 that these need (PROTO, FRAME, MARK, STOP, the int, float,

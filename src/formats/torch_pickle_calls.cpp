@@ -91,8 +91,12 @@ std::string pickle_opcode_name(uint8_t op) {
 
 bool pickle_global_allowed(const std::string& name) {
   static const char* const kAllowed[] = {
-      "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
-      "collections.OrderedDict",         "torch.UntypedStorage",
+      "torch._utils._rebuild_tensor_v2",
+      "torch._utils._rebuild_parameter",
+      "builtins.set",
+      "__builtin__.set",
+      "collections.OrderedDict",
+      "torch.UntypedStorage",
       "torch.storage.UntypedStorage",
   };
   for (const char* allowed : kAllowed) {
@@ -145,6 +149,17 @@ PickleRef pickle_reduce(const PickleValue& callable, const PickleValue& args) {
   }
   if (args.kind != PickleKind::Tuple) problem("REDUCE arguments are not a tuple");
   const std::vector<PickleRef>& a = args.items;
+  if (callable.text == "builtins.set" || callable.text == "__builtin__.set") {
+    // set() or set([...]) (protocol 2 pickles a set so): read as a list of its items.
+    PickleRef set = make_value(PickleKind::List);
+    if (a.empty()) return set;
+    if (a.size() != 1 || (a[0]->kind != PickleKind::List && a[0]->kind != PickleKind::Tuple)) {
+      problem("set is only read called with no arguments or one list");
+    }
+    set->items = a[0]->items;  // already frozen inside the argument
+    set->depth = a[0]->depth;
+    return set;
+  }
   if (callable.text == "collections.OrderedDict") {
     if (!a.empty()) problem("collections.OrderedDict is only read called with no arguments");
     return make_value(PickleKind::Dict);

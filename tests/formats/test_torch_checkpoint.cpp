@@ -16,6 +16,7 @@
 #include "formats/torch_checkpoint.h"
 #include "formats/torch_pickle.h"
 #include "formats/zip_stored.h"
+#include "safetensors_test_util.h"
 #include "test_util.h"
 
 namespace ll {
@@ -45,23 +46,10 @@ void write_bytes(const fs::path& path, std::string_view bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-void expect_same_as_twin(const TensorFile& got, const SafetensorsFile& want) {
-  ASSERT_EQ(got.tensors().size(), want.tensors().size());
-  for (const TensorInfo& expected : want.tensors()) {
-    SCOPED_TRACE(expected.name);
-    const TensorInfo* info = got.find(expected.name);
-    ASSERT_NE(info, nullptr);
-    EXPECT_EQ(info->dtype, expected.dtype);
-    EXPECT_EQ(info->shape, expected.shape);
-    EXPECT_EQ(info->nbytes, expected.nbytes);
-    EXPECT_EQ(span_copy(got.data(*info)), span_copy(want.data(expected)));  // bit for bit
-  }
-}
-
 TEST(TorchCheckpoint, EveryDtypeEqualsItsSafetensorsTwinBitForBit) {
   const auto file = TorchStateDictFile::open(torch_fixture("dtypes.pt"));
   const SafetensorsFile twin = SafetensorsFile::open(torch_fixture("dtypes.safetensors"));
-  expect_same_as_twin(*file, twin);
+  test::expect_same_tensors_by_name(*file, twin);
   EXPECT_EQ(file->find("f16")->dtype, DType::F16);
   EXPECT_EQ(file->find("bf16")->dtype, DType::BF16);
   EXPECT_EQ(file->find("i64")->dtype, DType::I64);
@@ -89,7 +77,8 @@ TEST(TorchCheckpoint, ViewsComeOutRowMajor) {
 
 TEST(TorchCheckpoint, Zip64RecordsReadTheSame) {
   const auto file = TorchStateDictFile::open(torch_fixture("zip64.pt"));
-  expect_same_as_twin(*file, SafetensorsFile::open(torch_fixture("dtypes.safetensors")));
+  test::expect_same_tensors_by_name(*file,
+                                    SafetensorsFile::open(torch_fixture("dtypes.safetensors")));
 }
 
 TEST(TorchCheckpoint, ShardedBinFolderOpensLikeItsSafetensorsTwin) {
@@ -204,6 +193,15 @@ TEST(TorchPickle, ReadsPlainValues) {
   ASSERT_EQ(dict->kind, PickleKind::Dict);
   ASSERT_NE(dict->get("k"), nullptr);
   EXPECT_EQ(dict->get("k")->integer, 7);
+  // set(['a']) as protocol 2 writes it (Optimum Neuron's metadata holds sets): a list.
+  const PickleRef set = unpickle(
+      "\x80\x02"
+      "c__builtin__\nset\n]\x8c\x01"
+      "a"
+      "a\x85R."s);
+  ASSERT_EQ(set->kind, PickleKind::List);
+  ASSERT_EQ(set->items.size(), 1u);
+  EXPECT_EQ(set->items[0]->text, "a");
 }
 
 TEST(TorchPickle, RefusesHostileStructures) {
