@@ -1,12 +1,16 @@
 // consolidate of Optimum Neuron checkpoints (model/adapter_shards_neuron.cpp): the tp 2 and
 // tp 8 checkpoints of tests/fixtures/neuron (scripts/fixtures/make_neuron_fixtures.py, torch
 // 2.15.0 + peft 0.21.2, laid out as optimum-neuron writes them) consolidate to exactly the
-// known adapter peft saved; replicas that disagree, a rank's slice of the wrong shape and a
-// missing rank are one line of error and leave no output.
+// known adapter peft saved, and merged into the base they equal peft's merge_and_unload; replicas
+// that disagree, a rank's slice of the wrong shape and a missing rank are one line of error and
+// leave no output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/file.h"
@@ -14,6 +18,7 @@
 #include "safetensors_test_util.h"
 #include "test_util.h"
 #include "tools/consolidate.h"
+#include "tools/merge.h"
 
 namespace ll {
 namespace {
@@ -42,6 +47,34 @@ TEST_P(ConsolidateNeuron, ShardsJoinToTheKnownAdapterBitForBit) {
       SafetensorsFile::open(neuron("adapter") / "adapter_model.safetensors"));
   EXPECT_EQ(read_file(out / "adapter_config.json"),
             read_file(neuron("adapter") / "adapter_config.json"));
+}
+
+// Consolidated, then merged: the merged model equals peft's merge_and_unload of the known
+// adapter (tests/fixtures/neuron/merged) within 1e-6 of each tensor's largest value: both
+// compute W + scale·B·A in fp32 and may differ only in the order of the r = 8 products
+// (~1e-7 relative), as in test_merge's comparison with peft.
+TEST_P(ConsolidateNeuron, MergedEqualsPeftMergeAndUnload) {
+  test::TempDir tmp;
+  consolidate_checkpoint(neuron("tp" + std::to_string(GetParam())) / "checkpoint-250",
+                         tmp / "adapter", StagedDir::Existing::Refuse);
+  merge_adapter(neuron("base"), tmp / "adapter", tmp / "merged", MergeOptions{});
+  const SafetensorsModel ours = SafetensorsModel::open(tmp / "merged");
+  const SafetensorsModel peft = SafetensorsModel::open(neuron("merged"));
+  ASSERT_EQ(ours.tensor_names(), peft.tensor_names());
+  size_t changed = 0;
+  for (const std::string& name : ours.tensor_names()) {
+    const std::vector<float> a = ours.read_f32(name);
+    const std::vector<float> b = peft.read_f32(name);
+    const std::vector<float> w = SafetensorsModel::open(neuron("base")).read_f32(name);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    float largest = 0;
+    for (float v : b) largest = std::max(largest, std::fabs(v));
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_LE(std::fabs(a[i] - b[i]), 1e-6f * largest) << name << "[" << i << "]";
+    }
+    changed += a != w;
+  }
+  EXPECT_EQ(changed, 7u);  // the seven adapted projections moved, nothing else
 }
 
 INSTANTIATE_TEST_SUITE_P(TensorParallel, ConsolidateNeuron, ::testing::Values(2, 8));
