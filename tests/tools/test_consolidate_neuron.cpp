@@ -75,6 +75,15 @@ TEST_P(ConsolidateNeuron, MergedEqualsPeftMergeAndUnload) {
     changed += a != w;
   }
   EXPECT_EQ(changed, 7u);  // the seven adapted projections moved, nothing else
+
+  // merge --adapter CHECKPOINT consolidates first: the same file, and no staging folder left.
+  merge_adapter(neuron("base"), neuron("tp" + std::to_string(GetParam())) / "checkpoint-250",
+                tmp / "direct", MergeOptions{});
+  EXPECT_EQ(read_file(tmp / "direct" / "model.safetensors"),
+            read_file(tmp / "merged" / "model.safetensors"));
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(tmp.path())) ++entries;
+  EXPECT_EQ(entries, 3u);  // adapter, merged, direct
 }
 
 INSTANTIATE_TEST_SUITE_P(TensorParallel, ConsolidateNeuron, ::testing::Values(2, 8));
