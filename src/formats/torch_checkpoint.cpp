@@ -128,7 +128,16 @@ TorchTensorData TorchCheckpoint::tensor(const PickleTensor& tensor, const std::s
     out.bytes = all.subspan(start, nbytes);
     return out;
   }
-  // A strided view (e.g. a transpose saved as is): copy its elements out row-major.
+  // A strided view (e.g. a transpose saved as is): copy its elements out row-major. A view
+  // that repeats elements (stride 0) could ask for far more memory than the file holds, so
+  // copies are bounded: each by its storage, all together by four times the file.
+  if (*numel > static_cast<uint64_t>(storage.numel) ||
+      copied_bytes_ + nbytes > 4 * static_cast<uint64_t>(zip_->file_bytes().size())) {
+    fail_at(path(), what + " (shape " + shape_text(tensor.shape) +
+                        ") is a strided view that repeats its storage's elements or needs more "
+                        "copied memory than four times the file; such views are not read");
+  }
+  copied_bytes_ += nbytes;
   auto& copy = *copies_.emplace_back(std::make_unique<std::vector<std::byte>>(nbytes));
   const size_t dims = tensor.shape.size();
   std::vector<int64_t> index(dims, 0);

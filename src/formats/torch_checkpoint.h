@@ -7,6 +7,7 @@
 // bfloat16, int64 and int32 are read; other storage types are refused naming the type.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,6 +44,7 @@ class TorchCheckpoint {
   std::string prefix_;  // "archive/", from the data.pkl entry
   PickleRef root_;
   std::vector<std::unique_ptr<std::vector<std::byte>>> copies_;  // stable addresses
+  uint64_t copied_bytes_ = 0;
 };
 
 // A `torch.save`d flat state dict {name: tensor} (pytorch_model.bin, adapter_model.bin,

@@ -121,6 +121,7 @@ TEST(TorchCheckpoint, RefusesBadInputNamingFileAndProblem) {
       {"missing_storage.pt", "storage '0' of tensor 'f32' is missing"},
       {"compressed.pt", "is compressed (method 8)"},
       {"bool.pt", "torch.BoolStorage tensor, which llama-lora does not read"},
+      {"expanded.pt", "tensor 'e' (shape [1000]) is a strided view that repeats its storage's"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.file);
