@@ -22,4 +22,20 @@ inline std::vector<int64_t> read_i64(const SafetensorsModel& file, const std::st
   return values;
 }
 
+// `got` holds exactly `want`'s tensors, looked up by name: dtype, shape and every byte.
+inline void expect_same_tensors_by_name(const TensorFile& got, const TensorFile& want) {
+  ASSERT_EQ(got.tensors().size(), want.tensors().size());
+  for (const TensorInfo& expected : want.tensors()) {
+    SCOPED_TRACE(expected.name);
+    const TensorInfo* info = got.find(expected.name);
+    ASSERT_NE(info, nullptr);
+    EXPECT_EQ(info->dtype, expected.dtype);
+    EXPECT_EQ(info->shape, expected.shape);
+    const auto a = got.data(*info);
+    const auto b = want.data(expected);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_TRUE(a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0) << "bytes differ";
+  }
+}
+
 }  // namespace ll::test

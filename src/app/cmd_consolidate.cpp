@@ -1,6 +1,7 @@
 // `llama-lora consolidate -i CHECKPOINT_DIR -o ADAPTER_DIR [--overwrite]
 // [--merge_into BASE_DIR --merged_output OUT]`: turns a training checkpoint (one adapter shard
-// per tensor-parallel rank, or an adapter_model.safetensors) into one PEFT adapter folder
+// per tensor-parallel rank, Optimum Neuron's adapter_shards/, or an adapter_model.safetensors)
+// into one PEFT adapter folder
 // (tools/consolidate.h); with --merge_into, also merges it into BASE_DIR (tools/merge.h).
 //
 // Both outputs are built under temporary names; with --merge_into the adapter folder is
@@ -76,7 +77,8 @@ void add_consolidate_command(CLI::App& app) {
   auto options = std::make_shared<ConsolidateCliOptions>();
   auto* cmd = app.add_subcommand(
       "consolidate",
-      "Turn a training checkpoint (tensor-parallel adapter shards) into one PEFT adapter folder");
+      "Turn a training checkpoint (our tensor-parallel adapter shards, or Optimum Neuron's "
+      "adapter_shards/) into one PEFT adapter folder");
   cmd->add_option("-i,--input", options->checkpoint, "checkpoint folder (checkpoint-<step>)")
       ->required();
   cmd->add_option("-o,--output", options->output, "adapter folder to create")->required();

@@ -246,7 +246,8 @@ void add_inspect_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "inspect", "Show a Hugging Face Llama model folder: config, parameters, tensors");
   cmd->add_option("model_dir", options->model_dir,
-                  "Folder with config.json and model.safetensors (or an index + shards)")
+                  "Folder with config.json and model.safetensors (or an index + shards), or "
+                  "pytorch_model.bin (or its index + shards)")
       ->required();
   cmd->add_flag("--no-tensors", options->no_tensors, "Do not list the tensors");
   cmd->add_flag("--json", options->json_output, "Print one JSON object instead of text");

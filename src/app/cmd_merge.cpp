@@ -58,10 +58,13 @@ void add_merge_command(CLI::App& app) {
   auto options = std::make_shared<MergeCliOptions>();
   auto* cmd = app.add_subcommand(
       "merge", "Merge a LoRA adapter into its base model and write a Hugging Face model folder");
-  cmd->add_option("--model", options->model, "base model folder (config.json + safetensors)")
+  cmd->add_option("--model", options->model,
+                  "base model folder (config.json + safetensors or pytorch_model.bin)")
       ->required();
   cmd->add_option("--adapter", options->adapter,
-                  "PEFT adapter folder (adapter_config.json + adapter_model.safetensors)")
+                  "PEFT adapter folder (adapter_config.json + adapter_model.safetensors), or a "
+                  "training checkpoint of tensor-parallel shards (ours or Optimum Neuron's "
+                  "adapter_shards/), consolidated first")
       ->required();
   cmd->add_option("-o,--output", options->output, "model folder to create")->required();
   cmd->add_option("--max_shard_size", options->max_shard_size,

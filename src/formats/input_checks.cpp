@@ -81,4 +81,14 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return out + "]";
 }
 
+MappedFile map_input_file(const fs::path& path, std::string_view origin) {
+  try {
+    return MappedFile(path);
+  } catch (const Error& error) {
+    const std::string message = error.what();
+    const std::string prefix = "[" + error.origin() + "] ";
+    fail(origin, message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message);
+  }
+}
+
 }  // namespace ll

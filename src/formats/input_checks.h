@@ -11,7 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/file.h"
+
 namespace ll {
+
+// Maps `path` read-only; a failure ("PATH: cannot open: ...") is thrown under `origin`, as
+// every other error of the reader that asked.
+MappedFile map_input_file(const fs::path& path, std::string_view origin);
 
 // Parses `text`; on failure throws ll::Error("[origin] where: not valid JSON (...)").
 nlohmann::json parse_json_text(std::string_view text, std::string_view origin,

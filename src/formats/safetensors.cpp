@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/text.h"
 #include "formats/input_checks.h"
+#include "formats/torch_checkpoint.h"
 
 namespace ll {
 
@@ -214,15 +215,7 @@ int64_t TensorInfo::numel() const {
 
 SafetensorsFile SafetensorsFile::open(const fs::path& path) {
   SafetensorsFile file;
-  try {
-    file.mapped_ = MappedFile(path);
-  } catch (const Error& error) {
-    // Same message ("PATH: cannot open: ..."), but under our origin like every other
-    // error of this reader.
-    const std::string message = error.what();
-    const std::string prefix = "[" + error.origin() + "] ";
-    fail(kOrigin, message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message);
-  }
+  file.mapped_ = map_input_file(path, kOrigin);
   const std::span<const std::byte> bytes = file.mapped_.bytes();
   if (bytes.size() < 8) {
     fail_at(path, "file has " + format_count(bytes.size()) +
@@ -276,26 +269,59 @@ std::span<const std::byte> SafetensorsFile::data(const TensorInfo& info) const {
   return mapped_.bytes().subspan(data_start_ + info.offset, info.nbytes);
 }
 
+namespace {
+
+// Shards and single files are read by their extension: .safetensors, else torch.save.
+std::unique_ptr<TensorFile> open_weight_file(const fs::path& path) {
+  if (path.extension() == ".safetensors") {
+    return std::make_unique<SafetensorsFile>(SafetensorsFile::open(path));
+  }
+  return TorchStateDictFile::open(path);
+}
+
+// transformers' and peft's fallback names when no safetensors weights exist.
+std::string torch_twin(std::string_view safetensors_name) {
+  if (safetensors_name == "model.safetensors") return "pytorch_model.bin";
+  if (safetensors_name == "adapter_model.safetensors") return "adapter_model.bin";
+  return "";
+}
+
+}  // namespace
+
 SafetensorsModel SafetensorsModel::open(const fs::path& dir, std::string_view single_file,
                                         std::string_view index_file) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail(kOrigin, dir.string() + ": no such folder");
+  // transformers looks for the single file before the index, and safetensors before
+  // pytorch_model.bin; so do we.
+  if ((!single_file.empty() && fs::exists(dir / single_file, ec)) ||
+      (!index_file.empty() && fs::exists(dir / index_file, ec))) {
+    return open_files(dir, single_file, index_file);
+  }
+  const std::string twin = torch_twin(single_file);
+  const std::string twin_index = twin.empty() ? "" : twin + ".index.json";
+  if (!twin.empty() && (fs::exists(dir / twin, ec) || fs::exists(dir / twin_index, ec))) {
+    return open_files(dir, twin, twin_index);
+  }
+  fail(kOrigin, dir.string() + ": has neither " + std::string(single_file) + " nor " +
+                    std::string(index_file) +
+                    (twin.empty() ? "" : " (nor " + twin + " / " + twin_index + ")") +
+                    " (not a model folder?)");
+}
+
+SafetensorsModel SafetensorsModel::open_files(const fs::path& dir, std::string_view single_file,
+                                              std::string_view index_file) {
   SafetensorsModel model;
   model.dir_ = dir;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) fail(kOrigin, dir.string() + ": no such folder");
-
   const fs::path single = dir / single_file;
   const fs::path index_path = dir / index_file;
-  // transformers looks for the single file before the index; so do we.
   if (!single_file.empty() && fs::exists(single, ec)) {
-    model.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(single)));
+    model.files_.push_back(open_weight_file(single));
     for (const TensorInfo& info : model.files_[0]->tensors()) {
       model.index_.emplace(info.name, std::make_pair(size_t{0}, &info));
     }
     return model;
-  }
-  if (index_file.empty() || !fs::exists(index_path, ec)) {
-    fail(kOrigin, dir.string() + ": has neither " + std::string(single_file) + " nor " +
-                      std::string(index_file) + " (not a safetensors model folder?)");
   }
 
   const json index = parse_json_text(read_file(index_path), kOrigin, index_path.string());
@@ -328,7 +354,7 @@ SafetensorsModel SafetensorsModel::open(const fs::path& dir, std::string_view si
                         dir.string());
     }
     shard_slot.emplace(name, model.files_.size());
-    model.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(shard)));
+    model.files_.push_back(open_weight_file(shard));
   }
   for (const auto& [tensor, file] : weight_map->items()) {
     const size_t slot = shard_slot.find(file.get_ref<const std::string&>())->second;

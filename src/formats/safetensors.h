@@ -18,30 +18,20 @@
 
 #include "core/dtype.h"
 #include "core/file.h"
+#include "formats/tensor_file.h"
 
 namespace ll {
 
-struct TensorInfo {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-  uint64_t offset = 0;  // from the start of the file's data section
-  uint64_t nbytes = 0;
-  int64_t numel() const;
-};
-
-using Metadata = std::map<std::string, std::string>;
-
 // One .safetensors file, validated on open, mapped read-only.
-class SafetensorsFile {
+class SafetensorsFile final : public TensorFile {
  public:
   static SafetensorsFile open(const fs::path& path);
 
-  const fs::path& path() const { return mapped_.path(); }
-  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in offset order
-  const TensorInfo* find(std::string_view name) const;                 // nullptr if absent
-  std::span<const std::byte> data(const TensorInfo& info) const;
-  const Metadata& metadata() const { return metadata_; }
+  const fs::path& path() const override { return mapped_.path(); }
+  const std::vector<TensorInfo>& tensors() const override { return tensors_; }  // offset order
+  const TensorInfo* find(std::string_view name) const override;
+  std::span<const std::byte> data(const TensorInfo& info) const override;
+  const Metadata& metadata() const override { return metadata_; }
 
  private:
   MappedFile mapped_;
@@ -54,6 +44,10 @@ class SafetensorsFile {
 // The weights of a model folder: `model.safetensors`, or the shards that
 // `model.safetensors.index.json` names (file names checked: no "..", no absolute paths).
 // Also opens any other single file name given (e.g. "adapter_model.safetensors").
+// A folder with neither falls back, as transformers and peft do, to the PyTorch twin of the
+// names: `pytorch_model.bin` / `pytorch_model.bin.index.json` for a model,
+// `adapter_model.bin` for an adapter (torch.save state dicts, read without running code by
+// formats/torch_checkpoint.h); the folder's tensors then read the same as safetensors ones.
 class SafetensorsModel {
  public:
   static SafetensorsModel open(const fs::path& dir,
@@ -65,12 +59,14 @@ class SafetensorsModel {
   const TensorInfo& info(std::string_view name) const;  // throws naming the tensor
   std::span<const std::byte> data(std::string_view name) const;
   std::vector<float> read_f32(std::string_view name) const;  // any stored dtype -> f32
-  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+  const std::vector<std::unique_ptr<TensorFile>>& files() const { return files_; }
   uint64_t total_bytes() const;  // sum of tensor bytes
 
  private:
+  static SafetensorsModel open_files(const fs::path& dir, std::string_view single_file,
+                                     std::string_view index_file);
   fs::path dir_;
-  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<TensorFile>> files_;
   std::map<std::string, std::pair<size_t, const TensorInfo*>, std::less<>> index_;
 };
 

@@ -170,9 +170,9 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
   AdapterTpShards shards;
   shards.dir_ = dir;
   for (int64_t rank = 0; rank < size; ++rank) {
-    SafetensorsFile file = SafetensorsFile::open(dir / by_rank[rank]);
-    const std::string origin = file.path().string();
-    const Metadata& metadata = file.metadata();
+    auto file = std::make_unique<SafetensorsFile>(SafetensorsFile::open(dir / by_rank[rank]));
+    const std::string origin = file->path().string();
+    const Metadata& metadata = file->metadata();
     const auto stated = [&](const char* key) -> std::optional<int64_t> {
       const auto it = metadata.find(key);
       return it == metadata.end() ? std::nullopt : parse_count(it->second);
@@ -183,9 +183,28 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
     shards.files_.push_back(std::move(file));
   }
 
-  const SafetensorsFile& first = shards.files_[0];
+  shards.index_tensors([&](int64_t rank, const std::string& here, const TensorInfo& info,
+                           const LoraTensorName& parsed, TpSplit split) {
+    const Metadata& metadata = shards.files_[static_cast<size_t>(rank)]->metadata();
+    const auto stated = metadata.find(std::string(kSplitKeyPrefix) + info.name);
+    check(stated != metadata.end(), kOrigin,
+          here + " has no \"" + std::string(kSplitKeyPrefix) + "<name>\" metadata entry");
+    check(stated->second == tp_split_text(split), kOrigin,
+          here + ": metadata says split \"" + stated->second + "\" but a " +
+              std::string(lora_target_name(parsed.target)) + " lora_" +
+              lora_part_letter(parsed.part) + " is " +
+              (split == TpSplit::Replicated
+                   ? std::string("replicated (\"none\")")
+                   : std::string("split along dim ") + std::string(tp_split_text(split))));
+  });
+  return shards;
+}
+
+void AdapterTpShards::index_tensors(const CheckStatedSplit& check_stated_split) {
+  const TensorFile& first = *files_[0];
+  const auto size = static_cast<int64_t>(files_.size());
   for (int64_t rank = 1; rank < size; ++rank) {
-    const SafetensorsFile& other = shards.files_[static_cast<size_t>(rank)];
+    const TensorFile& other = *files_[static_cast<size_t>(rank)];
     for (const TensorInfo& info : first.tensors()) {
       check(other.find(info.name) != nullptr, kOrigin,
             other.path().string() + ": tensor " + quote_name(info.name) +
@@ -211,19 +230,10 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
     check(info.shape.size() == 2, kOrigin,
           origin + " has shape " + shape_text(info.shape) + "; LoRA tensors are matrices");
     for (int64_t rank = 0; rank < size; ++rank) {
-      const SafetensorsFile& file = shards.files_[static_cast<size_t>(rank)];
+      const TensorFile& file = *files_[static_cast<size_t>(rank)];
       const TensorInfo& mine = *file.find(info.name);
       const std::string here = file.path().string() + ": tensor " + quote_name(info.name);
-      const auto split = file.metadata().find(std::string(kSplitKeyPrefix) + info.name);
-      check(split != file.metadata().end(), kOrigin,
-            here + " has no \"" + std::string(kSplitKeyPrefix) + "<name>\" metadata entry");
-      check(split->second == tp_split_text(tensor.split), kOrigin,
-            here + ": metadata says split \"" + split->second + "\" but a " +
-                std::string(lora_target_name(parsed->target)) + " lora_" +
-                lora_part_letter(parsed->part) + " is " +
-                (tensor.split == TpSplit::Replicated
-                     ? std::string("replicated (\"none\")")
-                     : std::string("split along dim ") + std::string(tp_split_text(tensor.split))));
+      check_stated_split(rank, here, info, *parsed, tensor.split);
       check(mine.dtype == info.dtype && mine.shape == info.shape, kOrigin,
             here + " is " + std::string(dtype_name(mine.dtype)) + " " + shape_text(mine.shape) +
                 " but rank 0 holds " + std::string(dtype_name(info.dtype)) + " " +
@@ -233,9 +243,8 @@ AdapterTpShards AdapterTpShards::open(const fs::path& dir) {
     if (tensor.split != TpSplit::Replicated) {
       tensor.shape[static_cast<size_t>(tensor.split)] *= size;
     }
-    shards.tensors_.push_back(std::move(tensor));
+    tensors_.push_back(std::move(tensor));
   }
-  return shards;
 }
 
 std::span<const std::byte> AdapterTpShards::read(size_t index,
@@ -244,7 +253,7 @@ std::span<const std::byte> AdapterTpShards::read(size_t index,
   const size_t n = files_.size();
   std::vector<std::span<const std::byte>> parts;
   parts.reserve(n);
-  for (const SafetensorsFile& file : files_) parts.push_back(file.data(*file.find(tensor.name)));
+  for (const auto& file : files_) parts.push_back(file->data(*file->find(tensor.name)));
 
   if (tensor.split == TpSplit::Replicated) {
     for (size_t rank = 1; rank < n; ++rank) {

@@ -23,6 +23,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -80,11 +82,18 @@ class AdapterTpShards {
   };
 
   static AdapterTpShards open(const fs::path& dir);
+  // Optimum Neuron's layout (docs/FORMATS.md): `checkpoint`/adapter_shards/model/
+  // dp_rank_00_tp_rank_<r>_pp_rank_00.pt, torch.save files of rank r's peft state dict (read
+  // without running code), and adapter_shards/mp_metadata_pp_rank_0.pt, whose
+  // sharded_metadata must state the split of the layout above for every tensor. The same
+  // checks as open(); a missing rank, pipeline parallelism, xser references and GQA q/k/v
+  // replacement are refused. (adapter_shards_neuron.cpp)
+  static AdapterTpShards open_neuron(const fs::path& checkpoint);
 
   int64_t tp_size() const { return static_cast<int64_t>(files_.size()); }
   // In the order of rank 0's file.
   const std::vector<Tensor>& tensors() const { return tensors_; }
-  const SafetensorsFile& file(int64_t rank) const { return files_[static_cast<size_t>(rank)]; }
+  const TensorFile& file(int64_t rank) const { return *files_[static_cast<size_t>(rank)]; }
 
   // The bytes of tensors()[index], joined in rank order along its split dimension (into
   // `scratch`, which grows to the tensor's size), or rank 0's mapped bytes for a replicated
@@ -93,10 +102,22 @@ class AdapterTpShards {
   std::span<const std::byte> read(size_t index, std::vector<std::byte>& scratch) const;
 
  private:
+  // Checks a tensor's split as rank `rank`'s file states it (`here` names file and tensor);
+  // `split` is the layout's.
+  using CheckStatedSplit =
+      std::function<void(int64_t rank, const std::string& here, const TensorInfo& info,
+                         const LoraTensorName& parsed, TpSplit split)>;
+  // With files_ open: the same tensors, dtypes and shapes on every rank, peft names, and the
+  // stated splits; fills tensors_.
+  void index_tensors(const CheckStatedSplit& check_stated_split);
+
   fs::path dir_;
-  std::vector<SafetensorsFile> files_;  // by rank
+  std::vector<std::unique_ptr<TensorFile>> files_;  // by rank
   std::vector<Tensor> tensors_;
 };
+
+// Whether `checkpoint` has Optimum Neuron's adapter_shards/ folder.
+bool is_neuron_checkpoint(const fs::path& checkpoint);
 
 // The shard files present in `dir` (names that parse as adapter-tp<r>-of-<n>.safetensors).
 std::vector<std::string> list_adapter_tp_shards(const fs::path& dir);

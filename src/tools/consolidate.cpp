@@ -97,12 +97,16 @@ ConsolidateResult consolidate_checkpoint_into(const fs::path& checkpoint, const 
 
   const std::vector<std::string> shard_names = list_adapter_tp_shards(checkpoint);
   const bool has_single = fs::is_regular_file(checkpoint / kAdapterFile, ec);
-  if (has_single && !shard_names.empty()) {
-    fail(kOrigin, where + ": holds both adapter_model.safetensors and tensor-parallel shards (" +
-                      shard_names.front() + ", ...); it is unclear which is the adapter");
+  const bool neuron = is_neuron_checkpoint(checkpoint);
+  if (int{has_single} + int{!shard_names.empty()} + int{neuron} > 1) {
+    fail(kOrigin, where + ": holds more than one of adapter_model.safetensors, our shards (" +
+                      (shard_names.empty() ? std::string("none") : shard_names.front()) +
+                      ") and Optimum Neuron's adapter_shards/; it is unclear which is the adapter");
   }
-  check(has_single || !shard_names.empty(), kOrigin,
-        where + ": holds neither adapter_model.safetensors nor adapter-tp<r>-of-<n>.safetensors");
+  check(has_single || !shard_names.empty() || neuron, kOrigin,
+        where +
+            ": holds none of adapter_model.safetensors, adapter-tp<r>-of-<n>.safetensors and "
+            "Optimum Neuron's adapter_shards/");
 
   ConsolidateResult result;
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
@@ -120,7 +124,8 @@ ConsolidateResult consolidate_checkpoint_into(const fs::path& checkpoint, const 
     const MappedFile bytes(checkpoint / kAdapterFile);
     write_file_atomic(dir / kAdapterFile, bytes.bytes());
   } else {
-    const AdapterTpShards shards = AdapterTpShards::open(checkpoint);
+    const AdapterTpShards shards =
+        neuron ? AdapterTpShards::open_neuron(checkpoint) : AdapterTpShards::open(checkpoint);
     result.tp_size = shards.tp_size();
     std::vector<TensorInfo> layout;
     for (const AdapterTpShards::Tensor& tensor : shards.tensors()) {
@@ -131,8 +136,7 @@ ConsolidateResult consolidate_checkpoint_into(const fs::path& checkpoint, const 
       info.shape = tensor.shape;
       layout.push_back(std::move(info));
     }
-    result.layers = check_adapter_tensors(
-        config, shapes, (checkpoint / adapter_tp_shard_name(0, result.tp_size)).string());
+    result.layers = check_adapter_tensors(config, shapes, shards.file(0).path().string());
     // One tensor at a time: the writer fixes the header up front, then takes each tensor's
     // bytes in layout order; `scratch` holds at most the largest joined tensor.
     SafetensorsWriter writer(dir / kAdapterFile, layout, {{"format", "pt"}});

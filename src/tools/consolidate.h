@@ -6,6 +6,9 @@
 //     (model/adapter_shards.h) are joined in rank order along each tensor's split dimension;
 //     replicated tensors must hold the same bits on every rank. Tensor by tensor from the
 //     memory-mapped shards, so memory stays near the largest LoRA tensor.
+//   Optimum Neuron's checkpoint-N/adapter_shards/ (optimum-neuron 0.0.25's layout; docs/FORMATS.md):
+//     the torch.save shards of every rank, joined the same way, the splits read from
+//     mp_metadata_pp_rank_0.pt and checked against that layout (AdapterTpShards::open_neuron).
 //   tensor parallel size 1: adapter_model.safetensors is checked and copied.
 //
 // Without the base model at hand, the checks are structural: adapter_config.json is a LoRA

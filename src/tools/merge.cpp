@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <span>
 #include <utility>
@@ -22,6 +23,7 @@
 #include "model/llama_weights.h"
 #include "model/lora.h"
 #include "model/peft_adapter.h"
+#include "tools/consolidate.h"
 
 namespace ll {
 namespace {
@@ -259,16 +261,32 @@ MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, co
   return result;
 }
 
+bool is_sharded_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir / kAdapterFile, ec) || fs::exists(dir / "adapter_model.bin", ec)) return false;
+  return is_neuron_checkpoint(dir) || !list_adapter_tp_shards(dir).empty();
+}
+
 MergeResult merge_adapter(const fs::path& base, const fs::path& adapter, const fs::path& output,
                           const MergeOptions& options) {
   std::error_code ec;
   check(!fs::equivalent(base, output, ec) && !fs::equivalent(adapter, output, ec), kOrigin,
         output.string() + ": is an input folder; choose another output folder");
   if (options.verify == MergeVerify::On) check_verify_options(options.verify_options);
+  // A training checkpoint of tensor-parallel shards (ours or Optimum Neuron's) is consolidated
+  // first, into a staging folder beside the output that is never committed (so removed).
+  std::optional<StagedDir> consolidated;
+  fs::path adapter_dir = adapter;
+  if (is_sharded_checkpoint(adapter)) {
+    consolidated.emplace(fs::path(output.string() + ".adapter"), StagedDir::Existing::Replace);
+    consolidate_checkpoint_into(adapter, consolidated->path());
+    adapter_dir = consolidated->path();
+  }
   StagedDir staged(output, options.existing);
-  MergeResult result = merge_adapter_into(base, adapter, staged.path(), options);
+  MergeResult result = merge_adapter_into(base, adapter_dir, staged.path(), options);
   if (options.verify == MergeVerify::On) {
-    result.verification = verify_merged_model(base, adapter, staged.path(), options.verify_options);
+    result.verification =
+        verify_merged_model(base, adapter_dir, staged.path(), options.verify_options);
     check(result.verification->passed(), kOrigin,
           output.string() + ": not written: the merged model is not base + adapter: " +
               verification_summary(*result.verification));

@@ -65,6 +65,11 @@ struct MergeResult {
 MergeResult merge_adapter(const fs::path& base, const fs::path& adapter, const fs::path& output,
                           const MergeOptions& options);
 
+// True when `dir` is a training checkpoint of tensor-parallel adapter shards (ours or Optimum
+// Neuron's adapter_shards/) without adapter_model.safetensors / .bin: merge_adapter then
+// consolidates it first (tools/consolidate.h) into a staging folder it removes afterwards.
+bool is_sharded_checkpoint(const fs::path& dir);
+
 // The merge alone, into `dir`, an existing (staged) folder; options.existing and
 // options.verify are not used.
 MergeResult merge_adapter_into(const fs::path& base, const fs::path& adapter, const fs::path& dir,

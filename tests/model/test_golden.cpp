@@ -97,6 +97,35 @@ TEST(GoldenBase, LogitsMatchWithoutAdapter) {
   }
 }
 
+// tests/fixtures/torch/gqa_tied_bin holds gqa_tied's weights as torch.save shards
+// (pytorch_model-0000i-of-00002.bin + index, scripts/fixtures/make_torch_fixtures.py): the
+// same bytes, so the same logits exactly (tolerance 0: the same computation on the same
+// floats), and both match transformers within the bound above.
+TEST(GoldenBase, PytorchModelBinFolderGivesTheLogitsOfItsSafetensorsTwin) {
+  const fs::path dir = golden("gqa_tied");
+  const SafetensorsModel expected = SafetensorsModel::open(dir, "expected.safetensors");
+  const TokenBatch batch = batch_from(expected);
+  const LlamaWeights twin = load_llama_weights(dir / "model");
+  const LlamaWeights bin = load_llama_weights(test::fixtures() / "torch" / "gqa_tied_bin");
+  const std::vector<float> want =
+      LlamaLoraModel(twin, nullptr, ModelOptions{}).forward_logits(batch);
+  const std::vector<float> got = LlamaLoraModel(bin, nullptr, ModelOptions{}).forward_logits(batch);
+  EXPECT_EQ(got, want);
+  EXPECT_LE(relative_error(got, expected.read_f32("logits_base")), 1e-5);
+}
+
+// The same adapter saved as adapter_model.bin (peft's torch.save fallback) loads the same
+// values bit for bit.
+TEST(GoldenBase, AdapterModelBinLoadsLikeItsSafetensorsTwin) {
+  const fs::path dir = golden("gqa_tied");
+  const LlamaWeights base = load_llama_weights(dir / "model");
+  const LoraAdapter want = load_peft_adapter(dir / "adapter", base.config);
+  const LoraAdapter got =
+      load_peft_adapter(test::fixtures() / "torch" / "gqa_tied_adapter_bin", base.config);
+  EXPECT_EQ(test::values_of(got.parameters()), test::values_of(want.parameters()));
+  EXPECT_GT(want.parameters().size(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, Golden,
     ::testing::Values(GoldenCase{"gqa_tied", "expected.safetensors", Checkpointing::Off},

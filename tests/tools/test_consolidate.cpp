@@ -258,7 +258,8 @@ TEST_F(ConsolidateBadInput, ConfigWhoseRIsNotTheTensors) {
 TEST_F(ConsolidateBadInput, BothSingleFileAndShards) {
   save_peft_adapter(checkpoint(), random_adapter(11), "");
   const std::string message = consolidate_error();
-  EXPECT_TRUE(contains(message, "holds both")) << message;
+  EXPECT_TRUE(contains(message, "holds more than one of adapter_model.safetensors, our shards"))
+      << message;
 }
 
 TEST(ConsolidateOutput, ExistingFolderRefusedOrReplacedOnlyOnSuccess) {

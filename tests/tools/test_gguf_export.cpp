@@ -93,22 +93,24 @@ TEST(GgufVocab, NamesTheLlamaCppPreTokenizer) {
       << message;
 }
 
+json tiny_tokenizer() {
+  return {{"version", "1.0"},
+          {"added_tokens",
+           {{{"id", 3}, {"content", "<|eot_id|>"}, {"special", true}},
+            {{"id", 4}, {"content", "<|note|>"}, {"special", false}},
+            {{"id", 5}, {"content", "hello"}, {"special", false}}}},
+          {"normalizer", nullptr},
+          {"pre_tokenizer", byte_level(true, false)},
+          {"post_processor", nullptr},
+          {"decoder", {{"type", "ByteLevel"}}},
+          {"model",
+           {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}}}, {"merges", {"a b"}}}}};
+}
+
 // A byte-level BPE over {a, b, ab} plus two added tokens, in a model of vocab_size 8.
 TEST(GgufVocab, PadsMissingIdsAndTypesAddedTokens) {
   test::TempDir dir;
-  const json tokenizer = {
-      {"version", "1.0"},
-      {"added_tokens",
-       {{{"id", 3}, {"content", "<|eot_id|>"}, {"special", true}},
-        {{"id", 4}, {"content", "<|note|>"}, {"special", false}},
-        {{"id", 5}, {"content", "hello"}, {"special", false}}}},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byte_level(true, false)},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model",
-       {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}}}, {"merges", {"a b"}}}}};
-  test::write_text(dir / "tokenizer.json", tokenizer.dump());
+  test::write_text(dir / "tokenizer.json", tiny_tokenizer().dump());
   LlamaConfig config;
   config.vocab_size = 8;
   config.bos_token_id = 0;
@@ -130,6 +132,27 @@ TEST(GgufVocab, PadsMissingIdsAndTypesAddedTokens) {
   const std::string message = test::error_of([&] { gguf_tokenizer_metadata(dir.path(), config); });
   EXPECT_NE(message.find("has ids up to 5 but config.json's vocab_size is 5"), std::string::npos)
       << message;
+}
+
+// A pytorch_model.bin folder (tests/fixtures/torch/gqa_tied_bin, the golden gqa_tied weights
+// as torch.save shards) exports the same GGUF, byte for byte, as its safetensors twin.
+TEST(GgufExport, PytorchModelBinFolderExportsLikeItsSafetensorsTwin) {
+  test::TempDir dir;
+  std::string files[2];
+  const fs::path sources[2] = {test::fixtures() / "golden" / "gqa_tied" / "model",
+                               test::fixtures() / "torch" / "gqa_tied_bin"};
+  for (int i = 0; i < 2; ++i) {
+    const fs::path folder = dir / ("model" + std::to_string(i));
+    fs::copy(sources[i], folder);
+    test::write_text(folder / "tokenizer.json", tiny_tokenizer().dump());
+    GgufExportOptions options;
+    options.name = "gqa_tied";
+    const fs::path out = dir / ("out" + std::to_string(i) + ".gguf");
+    export_model_gguf(folder, out, options);
+    files[i] = read_file(out);
+  }
+  EXPECT_GT(files[0].size(), 40000u);  // f16 weights of 21,696 parameters and the vocabulary
+  EXPECT_TRUE(files[0] == files[1]);
 }
 
 }  // namespace
