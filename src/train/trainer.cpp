@@ -502,8 +502,9 @@ TrainResult Trainer::train() {
       state_.loss_sum_since_log = 0;
       state_.steps_since_log = 0;
     }
-    progress_.on_step(step, state_.total_steps, shown_loss, shown_lr, run_log_->tokens_per_s(),
-                      run_log_->eta_seconds(state_.total_steps - step), log_now);
+    progress_.on_step({step, state_.total_steps, shown_loss, shown_lr, run_log_->tokens_per_s(),
+                       run_log_->eta_seconds(state_.total_steps - step), peak_rss_bytes()},
+                      log_now ? StepLogged::Yes : StepLogged::No);
     if (policy.eval_after(step)) run_eval(result);
     if (policy.save_after(step)) {
       state_.elapsed_s = elapsed();
