@@ -31,6 +31,7 @@
 #include "formats/llama_config.h"
 #include "model/llama_weights.h"
 #include "parallel/communicator.h"
+#include "tools/run_report.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "train/training_args.h"
@@ -137,6 +138,8 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   Trainer trainer(args, weights, data.train, data.eval, std::move(options));
   const TrainResult result = trainer.train();
   if (!main_rank) return;
+  const fs::path report = fs::path(args.output_dir) / "report.html";
+  write_run_report({fs::path(args.output_dir), {}, std::nullopt}, report);
 
   const std::string checkpoint =
       result.last_checkpoint ? result.last_checkpoint->string() : std::string("none");
@@ -159,10 +162,10 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   }
   std::printf(
       "train: %lld steps, train_loss %.4f%s, %.1f s (steps: %s tokens/s); adapter: %s, "
-      "last checkpoint: %s\n",
+      "last checkpoint: %s; report: %s\n",
       static_cast<long long>(result.global_step), result.train_loss, eval.c_str(), result.seconds,
       format_count(static_cast<uint64_t>(result.tokens_per_s)).c_str(), args.output_dir.c_str(),
-      checkpoint.c_str());
+      checkpoint.c_str(), report.c_str());
 }
 
 }  // namespace
