@@ -144,7 +144,9 @@ function smoothed(points, weight) {
 // A chart of `series` ([{key, label, color, points: [[step, value]], dots, width}]) against
 // the step; hovering (or touching) shows every series' value at the nearest logged step.
 function chart(name, title, series, format) {
-  const W = 600, H = 250, L = 62, R = 12, T = 10, B = 28;
+  // As wide as a phone's screen where that is narrower, so the labels stay legible there.
+  const W = Math.max(320, Math.min(600, document.getElementById('report').clientWidth - 14));
+  const H = 250, L = 62, R = 12, T = 10, B = 28;
   const legend = h('span', {class: 'legend'});
   for (const line of series) {
     const swatch = h('i');
