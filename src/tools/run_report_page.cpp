@@ -146,7 +146,7 @@ function smoothed(points, weight) {
 function chart(name, title, series, format) {
   // As wide as a phone's screen where that is narrower, so the labels stay legible there.
   const W = Math.max(320, Math.min(600, document.getElementById('report').clientWidth - 14));
-  const H = 250, L = 62, R = 12, T = 10, B = 28;
+  const H = 250, L = 62, R = 22, T = 10, B = 28;  // R: room for the last step's label
   const legend = h('span', {class: 'legend'});
   for (const line of series) {
     const swatch = h('i');
@@ -180,7 +180,6 @@ function chart(name, title, series, format) {
     svg('line', {x1: X(t), x2: X(t), y1: H - B, y2: H - B + 4, stroke: '#999'}, root);
     svg('text', {x: X(t), y: H - B + 16, 'text-anchor': 'middle'}, root).textContent = num(t);
   }
-  svg('text', {x: W - R, y: H - 2, 'text-anchor': 'end'}, root).textContent = 'step';
   for (const line of series) {
     const points = line.points.map(p => X(p[0]).toFixed(1) + ',' + Y(p[1]).toFixed(1));
     svg('polyline', {points: points.join(' '), fill: 'none', stroke: line.color,
@@ -337,7 +336,8 @@ const name = data.run_dir.replace(/\/+$/, '').split('/').pop() || data.run_dir;
 document.title = 'llama-lora run: ' + name;
 main.append(h('h1', {}, 'Run report: ' + name),
             h('p', {class: 'sub'}, `${data.run_dir} · ${data.metrics.lines} lines of ${data.metrics.file} · ${data.written_by}`),
-            ...notes(), overview(), h('h2', {}, 'Curves'), charts());
+            ...notes(), overview(), h('h2', {}, 'Curves'),
+            h('p', {class: 'sub'}, 'against the optimizer step; hover or touch a chart for its values'), charts());
 for (const part of [evaluation(), examples(), checkpoints(), settings()]) {
   if (part) main.append(...part);
 }
