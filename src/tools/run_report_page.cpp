@@ -109,7 +109,7 @@ function num(v) {
   const text = v.toPrecision(5);
   return text.includes('.') ? text.replace(/\.?0+$/, '') : text;
 }
-function mib(v) { return v === null || v === undefined ? '–' : num(+(v / 1048576).toFixed(1)) + ' MiB'; }
+function mib(v) { return num(+v.toFixed(1)) + ' MiB'; }
 function duration(s) {
   if (typeof s !== 'number') return '–';
   const t = Math.round(s);
@@ -282,7 +282,9 @@ function charts() {
     chart('learning_rate', 'Learning rate', [dots('learning_rate', 'lr', '#2ca02c')], num),
     chart('grad_norm', 'Gradient norm', [dots('grad_norm', 'before clipping', '#9467bd')], num),
     chart('tokens_per_s', 'Tokens per second', [dots('tokens_per_s', 'trained tokens/s', '#ff7f0e')], num),
-    chart('peak_rss_bytes', 'Memory', [dots('peak_rss_bytes', 'peak RSS', '#8c564b')], mib));
+    // In MiB before the ticks are chosen, so that they fall on round MiB.
+    chart('peak_rss_bytes', 'Memory', [{...dots('peak_rss_bytes', 'peak RSS', '#8c564b'),
+      points: pick('peak_rss_bytes').map(p => [p[0], p[1] / 1048576])}], mib));
 }
 
 function evaluation() {
