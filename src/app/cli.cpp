@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/version.h"
 
 namespace ll {
 
@@ -16,7 +17,7 @@ int run_cli(int argc, char** argv) {
       "planned)",
       "llama-lora"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "llama-lora 0.1.0");
+  app.set_version_flag("--version", std::string("llama-lora ") + kLlamaLoraVersion);
   add_init_command(app);
   add_inspect_command(app);
   add_tokenize_command(app);
@@ -31,6 +32,7 @@ int run_cli(int argc, char** argv) {
   add_generate_command(app);
   add_compare_command(app);
   add_eval_command(app);
+  add_report_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& done) {  // --help, --version: printed by CLI11, exit 0

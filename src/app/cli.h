@@ -26,5 +26,6 @@ void add_verify_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 
 }  // namespace ll

@@ -6,7 +6,8 @@
 // --resume_from_checkpoint), the model config against --max_seq_length, the checkpoint to
 // resume from (every file read), then the weights, tokenizer and data. SIGINT / SIGTERM ask
 // the run to stop at the next step boundary, where it saves a checkpoint and exits 0; a
-// second signal ends the process at once (the default action).
+// second signal ends the process at once (the default action). Finished or stopped, rank 0
+// then writes OUTPUT_DIR/report.html (tools/run_report.h) from the run's files.
 //
 // Launched by mpirun (`mpirun -np 4 llama-lora train --tensor_parallel_size 2 ...`) every
 // process runs this with the same flags: rank 0 checks the output folder, prints and writes
@@ -31,6 +32,7 @@
 #include "formats/llama_config.h"
 #include "model/llama_weights.h"
 #include "parallel/communicator.h"
+#include "tools/run_report.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "train/training_args.h"
@@ -137,6 +139,14 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   Trainer trainer(args, weights, data.train, data.eval, std::move(options));
   const TrainResult result = trainer.train();
   if (!main_rank) return;
+  // The run is done and saved: a report that cannot be written is said, not fatal.
+  std::string report = (fs::path(args.output_dir) / "report.html").string();
+  try {
+    write_run_report({fs::path(args.output_dir), {}, std::nullopt}, report);
+  } catch (const Error& error) {
+    std::fprintf(stderr, "[train] no report.html: %s\n", error.what());
+    report = "none";
+  }
 
   const std::string checkpoint =
       result.last_checkpoint ? result.last_checkpoint->string() : std::string("none");
@@ -144,10 +154,10 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
     // With --save_strategy no (or a stop before the first step) there is nothing to resume.
     const char* resume =
         result.last_checkpoint ? " (continue with --resume_from_checkpoint latest)" : "";
-    std::printf("train: stopped by %s at step %lld of %lld; checkpoint: %s%s\n",
-                g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
-                static_cast<long long>(result.global_step),
-                static_cast<long long>(result.total_steps), checkpoint.c_str(), resume);
+    std::printf(
+        "train: stopped by %s at step %lld of %lld; checkpoint: %s%s; report: %s\n",
+        g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(result.global_step),
+        static_cast<long long>(result.total_steps), checkpoint.c_str(), resume, report.c_str());
     return;
   }
   std::string eval;
@@ -159,10 +169,10 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
   }
   std::printf(
       "train: %lld steps, train_loss %.4f%s, %.1f s (steps: %s tokens/s); adapter: %s, "
-      "last checkpoint: %s\n",
+      "last checkpoint: %s; report: %s\n",
       static_cast<long long>(result.global_step), result.train_loss, eval.c_str(), result.seconds,
       format_count(static_cast<uint64_t>(result.tokens_per_s)).c_str(), args.output_dir.c_str(),
-      checkpoint.c_str());
+      checkpoint.c_str(), report.c_str());
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ json trainer_state_to_json(const TrainerState& s) {
                {"steps_since_log", s.steps_since_log},
                {"loss_sum_total", s.loss_sum_total},
                {"elapsed_s", s.elapsed_s},
+               {"trained_tokens", s.trained_tokens},
                {"logging_dir", s.logging_dir}};
   // HF Trainer's TrainerState field names, so that tools reading those find them.
   return {{"global_step", s.global_step},
@@ -113,6 +114,7 @@ TrainerState trainer_state_from_json(const json& j, const std::string& origin) {
     s.steps_since_log = o.at("steps_since_log").get<int64_t>();
     s.loss_sum_total = o.at("loss_sum_total").get<double>();
     s.elapsed_s = o.at("elapsed_s").get<double>();
+    s.trained_tokens = o.value("trained_tokens", int64_t{0});  // absent before the run report
     s.logging_dir = o.value("logging_dir", std::string());
   } catch (const json::exception& error) {
     fail(kOrigin, origin + ": missing or mistyped field (" + std::string(error.what()) + ")");

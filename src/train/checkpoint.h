@@ -54,8 +54,9 @@ struct TrainerState {
   // Logging sums, so that a resumed run logs exactly what an uninterrupted one would.
   double loss_sum_since_log = 0;
   int64_t steps_since_log = 0;
-  double loss_sum_total = 0;  // over every step so far (train_loss at the end)
-  double elapsed_s = 0;       // training time so far, over every resume
+  double loss_sum_total = 0;   // over every step so far (train_loss at the end)
+  double elapsed_s = 0;        // training time so far, over every resume
+  int64_t trained_tokens = 0;  // tokens trained so far (every rank), over every resume
   int64_t logging_steps = 0, eval_steps = 0, save_steps = 0;
   // TensorBoard's folder (--report_to tensorboard), so that a resume writes into the same one:
   // relative to output_dir when it is the default ("runs/Dec03_12-45-00_host"); "" when none.

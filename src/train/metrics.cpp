@@ -1,9 +1,11 @@
 // See metrics.h.
 #include "train/metrics.h"
 
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -90,8 +92,12 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+ProgressStyle progress_style_for(std::FILE* stream) {
+  return isatty(fileno(stream)) ? ProgressStyle::Bar : ProgressStyle::Lines;
+}
+
 ProgressStyle default_progress_style() {
-  return isatty(STDERR_FILENO) ? ProgressStyle::Bar : ProgressStyle::Lines;
+  return progress_style_for(stderr);
 }
 
 std::string format_duration(double seconds) {
@@ -110,32 +116,57 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-void Progress::on_step(int64_t step, int64_t total, double loss, double lr, double tokens_per_s,
-                       double eta_s, bool logged) {
+std::string format_progress(const ProgressFigures& f) {
+  const std::string tps = format_count(static_cast<uint64_t>(std::max(0.0, f.tokens_per_s)));
+  char text[256];
+  std::snprintf(text, sizeof text, "%lld/%lld loss %.4f lr %.3g tok/s %s ETA %s mem %s",
+                static_cast<long long>(f.step), static_cast<long long>(f.total), f.loss,
+                f.learning_rate, tps.c_str(), format_duration(f.eta_s).c_str(),
+                format_bytes(static_cast<uint64_t>(std::max<int64_t>(0, f.memory_bytes))).c_str());
+  return text;
+}
+
+namespace {
+
+// Columns of the terminal behind `stream`; 0 when unknown.
+int terminal_columns(std::FILE* stream) {
+  struct winsize size {};
+  if (ioctl(fileno(stream), TIOCGWINSZ, &size) != 0) return 0;
+  return size.ws_col;
+}
+
+}  // namespace
+
+void Progress::on_step(const ProgressFigures& figures, StepLogged logged) {
   if (style_ == ProgressStyle::Quiet) return;
-  const std::string tps = format_count(static_cast<uint64_t>(std::max(0.0, tokens_per_s)));
   if (style_ == ProgressStyle::Lines) {
-    if (!logged) return;
-    std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g tok/s %s ETA %s\n",
-                 static_cast<long long>(step), static_cast<long long>(total), loss, lr, tps.c_str(),
-                 format_duration(eta_s).c_str());
+    if (logged == StepLogged::No) return;
+    std::fprintf(out_, "[train] step %s\n", format_progress(figures).c_str());
+    std::fflush(out_);
     return;
   }
   constexpr int kWidth = 24;
-  const double fraction = total > 0 ? static_cast<double>(step) / static_cast<double>(total) : 1;
-  const int filled = static_cast<int>(fraction * kWidth);
-  std::string bar(static_cast<size_t>(filled), '#');
-  bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r\033[K[%s] %lld/%lld loss %.4f lr %.3g tok/s %s ETA %s", bar.c_str(),
-               static_cast<long long>(step), static_cast<long long>(total), loss, lr, tps.c_str(),
-               format_duration(eta_s).c_str());
-  std::fflush(stderr);
+  const double fraction =
+      figures.total > 0 ? static_cast<double>(figures.step) / static_cast<double>(figures.total)
+                        : 1;
+  const int filled = std::clamp(static_cast<int>(fraction * kWidth), 0, kWidth);
+  // Appended piece by piece: GCC 12 warns (-Wrestrict, falsely) on "[" + std::string(...).
+  std::string line(1, '[');
+  line.append(static_cast<size_t>(filled), '#');
+  line.append(static_cast<size_t>(kWidth - filled), '.');
+  line.append("] ");
+  line.append(format_progress(figures));
+  // The text is ASCII: one byte a column.
+  const int columns = terminal_columns(out_);
+  if (columns > 1 && line.size() > static_cast<size_t>(columns - 1)) line.resize(columns - 1);
+  std::fprintf(out_, "\r\033[K%s", line.c_str());
+  std::fflush(out_);
   bar_shown_ = true;
 }
 
 void Progress::clear_bar() {
   if (bar_shown_) {
-    std::fprintf(stderr, "\r\033[K");
+    std::fprintf(out_, "\r\033[K");
     bar_shown_ = false;
   }
 }
@@ -143,13 +174,14 @@ void Progress::clear_bar() {
 void Progress::message(const std::string& text) {
   if (style_ == ProgressStyle::Quiet) return;
   clear_bar();
-  std::fprintf(stderr, "%s\n", text.c_str());
-  std::fflush(stderr);
+  std::fprintf(out_, "%s\n", text.c_str());
+  std::fflush(out_);
 }
 
 void Progress::finish() {
   if (bar_shown_) {
-    std::fprintf(stderr, "\n");
+    std::fprintf(out_, "\n");
+    std::fflush(out_);
     bar_shown_ = false;
   }
 }

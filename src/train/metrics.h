@@ -57,19 +57,42 @@ std::optional<PeakFlops> cpu_peak_flops();
 int64_t peak_rss_bytes();
 
 enum class ProgressStyle { Bar, Lines, Quiet };
-// Bar when stderr is a terminal, else Lines.
+// Bar when `stream` is a terminal, else Lines.
+ProgressStyle progress_style_for(std::FILE* stream);
+// progress_style_for(stderr).
 ProgressStyle default_progress_style();
 
 // "1h02m", "3m05s", "12s".
 std::string format_duration(double seconds);
 
-// Terminal output of a run, on stderr.
+// What the progress shows after an optimizer step.
+struct ProgressFigures {
+  int64_t step = 0;  // 1-based
+  int64_t total = 0;
+  double loss = 0;
+  double learning_rate = 0;
+  double tokens_per_s = 0;
+  double eta_s = 0;
+  int64_t memory_bytes = 0;  // peak RSS
+};
+
+// Did this step write a metrics line? (Lines prints only those.)
+enum class StepLogged { No, Yes };
+
+// "12/100 loss 2.3456 lr 0.003 tok/s 12,345 ETA 1m05s mem 120.3 MiB".
+std::string format_progress(const ProgressFigures& figures);
+
+// Terminal output of a run, on `out` (stderr by default).
+//   Bar    one line redrawn in place: "\r", the erase-line sequence ESC [ K, then
+//          "[#####...] " + format_progress, cut to the terminal's width less one column (a
+//          line that wrapped could not be redrawn by "\r"); messages erase it first and it
+//          comes back at the next step.
+//   Lines  "[train] step " + format_progress, one a logged step.
+//   Quiet  nothing (ranks other than 0).
 class Progress {
  public:
-  explicit Progress(ProgressStyle style) : style_(style) {}
-  // After every optimizer step (the bar redraws; lines print only when `logged`).
-  void on_step(int64_t step, int64_t total, double loss, double lr, double tokens_per_s,
-               double eta_s, bool logged);
+  explicit Progress(ProgressStyle style, std::FILE* out = stderr) : style_(style), out_(out) {}
+  void on_step(const ProgressFigures& figures, StepLogged logged);
   // A message on its own line (clears the bar first).
   void message(const std::string& text);
   // Ends the bar's line.
@@ -78,6 +101,7 @@ class Progress {
  private:
   void clear_bar();
   ProgressStyle style_;
+  std::FILE* out_;
   bool bar_shown_ = false;
 };
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "core/version.h"
 #include "model/adapter_shards.h"
 #include "model/peft_adapter.h"
 #include "model/tensor_parallel.h"
@@ -40,7 +41,8 @@ void clear_previous_run(const fs::path& dir) {
     fs::remove_all(path, ec);
     check(!ec, kOrigin, path.string() + ": cannot remove: " + ec.message());
   }
-  for (const char* file : {"metrics.jsonl", "adapter_model.safetensors", "adapter_config.json"}) {
+  for (const char* file : {"metrics.jsonl", "adapter_model.safetensors", "adapter_config.json",
+                           "training_args.json", "report.html"}) {
     fs::remove(dir / file, ec);
   }
   for (const std::string& shard : list_adapter_tp_shards(dir)) fs::remove(dir / shard, ec);
@@ -196,6 +198,7 @@ Trainer::Trainer(const TrainingArgs& args, const LlamaWeights& base, const Token
   training_args_json_ = args_.to_json();
   training_args_json_["compute_precision"] = compute_precision(base_, backend());
   training_args_json_["compute"] = precision_name(backend().precision());
+  training_args_json_["llama_lora_version"] = kLlamaLoraVersion;
   std::optional<PeakFlops> peak = cpu_peak_flops();
   const int world_size = options_.parallel ? options_.parallel->world->size() : 1;
   if (peak && options_.parallel) {
@@ -302,6 +305,7 @@ StepRecord Trainer::run_step() {
   last_grad_norm_ = grad_norm;
 
   cost.tokens = tokens;
+  state_.trained_tokens += static_cast<int64_t>(tokens);
   const double mean_context = tokens > 0 ? context_sum / tokens : 0;
   cost.flops = tokens * lora_flops_per_token(base_.config, lora_parameter_count(), mean_context);
   run_log_->add(cost);
@@ -415,6 +419,9 @@ TrainResult Trainer::train() {
     for (const json& line : state_.log_history) history += line.dump() + "\n";
     write_file_atomic(out / "metrics.jsonl", history);
     metrics_ = std::make_unique<MetricsWriter>(out / "metrics.jsonl");
+    // The settings beside the metrics (each checkpoint has its copy): a run that dies before
+    // its first checkpoint still says what it was (llama-lora report).
+    write_file_atomic(out / "training_args.json", training_args_json_.dump(2) + "\n");
     if (reports_to_tensorboard(args_.report_to)) open_tensorboard(resumed);
   }
 
@@ -478,8 +485,9 @@ TrainResult Trainer::train() {
       state_.loss_sum_since_log = 0;
       state_.steps_since_log = 0;
     }
-    progress_.on_step(step, state_.total_steps, shown_loss, shown_lr, run_log_->tokens_per_s(),
-                      run_log_->eta_seconds(state_.total_steps - step), log_now);
+    progress_.on_step({step, state_.total_steps, shown_loss, shown_lr, run_log_->tokens_per_s(),
+                       run_log_->eta_seconds(state_.total_steps - step), peak_rss_bytes()},
+                      log_now ? StepLogged::Yes : StepLogged::No);
     if (policy.eval_after(step)) run_eval(result);
     if (policy.save_after(step)) {
       state_.elapsed_s = elapsed();
@@ -499,6 +507,8 @@ TrainResult Trainer::train() {
         {"train_loss", step > 0 ? state_.loss_sum_total / static_cast<double>(step) : 0},
         {"train_runtime_s", seconds_since(run_start)},
         {"train_tokens_per_s", run_log_->tokens_per_s()},
+        {"train_tokens", state_.trained_tokens},
+        {"elapsed_s", state_.elapsed_s},
         {"peak_rss_bytes", peak_rss_bytes()},
         {"compute_precision", compute_precision(base_, backend())},
         {"compute", precision_name(backend().precision())}};

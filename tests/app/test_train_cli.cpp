@@ -300,6 +300,10 @@ TEST_F(TrainCli, SigtermSavesACheckpointAndExitsZero) {
   ASSERT_EQ(checkpoints.size(), 1u);
   EXPECT_TRUE(fs::exists(out / checkpoints[0] / "trainer_state.json"));
   EXPECT_FALSE(fs::exists(out / "adapter_model.safetensors"));  // the run did not finish
+  // A stopped run has its report too (its data: tests/tools/test_run_report.cpp).
+  EXPECT_NE(printed.find("; report: " + (out / "report.html").string() + "\n"), std::string::npos)
+      << printed;
+  EXPECT_NE(read_file(out / "report.html").find("\"finished\":false"), std::string::npos);
 }
 
 TEST_F(TrainCli, NanLossStopsWithTheLastGoodCheckpoint) {

@@ -54,6 +54,10 @@ TEST(TrainEndToEnd, TinyModelOnTheSeedSqlSampleLowersEvalLoss) {
   EXPECT_TRUE(std::filesystem::exists(run / "adapter_model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(run / "adapter_config.json"));
   EXPECT_TRUE(std::filesystem::exists(run / "checkpoint-50" / "trainer_state.json"));
+  EXPECT_TRUE(std::filesystem::exists(run / "training_args.json"));
+  EXPECT_TRUE(std::filesystem::exists(run / "report.html"));  // tests/tools/test_run_report.cpp
+  EXPECT_NE(result.out.find("; report: " + (run / "report.html").string()), std::string::npos)
+      << result.out;
 
   // metrics.jsonl: an eval line at step 0 (before training) and at step 50.
   std::ifstream metrics(run / "metrics.jsonl");
