@@ -15,6 +15,7 @@
 #include <cstring>
 #include <span>
 
+#include "fixture_batch.h"
 #include "formats/safetensors.h"
 #include "model/llama_model.h"
 #include "model/peft_adapter.h"
@@ -28,55 +29,13 @@ fs::path golden(const std::string& name) {
   return test::fixtures() / "golden" / name;
 }
 
-using test::read_i64;
-
-// A batch from a fixture: targets are already shifted; documents from document_ids if any.
 TokenBatch batch_from(const SafetensorsModel& expected) {
-  const auto ids = read_i64(expected, "input_ids");
-  const auto targets = read_i64(expected, "targets");
-  const auto& id_shape = expected.info("input_ids").shape;
-  std::vector<int64_t> positions;  // 0..T-1 in every row unless the fixture says otherwise
-  if (expected.contains("position_ids")) {
-    positions = read_i64(expected, "position_ids");
-  } else {
-    for (int64_t i = 0; i < id_shape[0] * id_shape[1]; ++i) positions.push_back(i % id_shape[1]);
-  }
-  const auto& shape = expected.info("input_ids").shape;
-  TokenBatch batch;
-  batch.rows = shape[0];
-  batch.seq_len = shape[1];
-  for (size_t i = 0; i < ids.size(); ++i) {
-    batch.input_ids.push_back(static_cast<int32_t>(ids[i]));
-    batch.targets.push_back(static_cast<int32_t>(targets[i]));
-    batch.positions.push_back(static_cast<int32_t>(positions[i]));
-  }
-  std::vector<int64_t> documents;
-  if (expected.contains("document_ids")) documents = read_i64(expected, "document_ids");
-  for (int64_t row = 0; row < batch.rows; ++row) {
-    std::vector<uint32_t> starts = {0};
-    for (int64_t t = 1; t < batch.seq_len && !documents.empty(); ++t) {
-      const size_t i = static_cast<size_t>(row * batch.seq_len + t);
-      if (documents[i] != documents[i - 1]) starts.push_back(static_cast<uint32_t>(t));
-    }
-    batch.document_starts.push_back(starts);
-  }
-  return batch;
-}
-
-double max_abs(std::span<const float> values) {
-  double m = 0;
-  for (float v : values) m = std::max(m, std::fabs(static_cast<double>(v)));
-  return m;
+  return test::fixture_batch(expected);
 }
 
 // max |a - b| / max |b|
 double relative_error(std::span<const float> ours, std::span<const float> reference) {
-  EXPECT_EQ(ours.size(), reference.size());
-  double worst = 0;
-  for (size_t i = 0; i < std::min(ours.size(), reference.size()); ++i) {
-    worst = std::max(worst, std::fabs(static_cast<double>(ours[i]) - reference[i]));
-  }
-  return worst / std::max(max_abs(reference), 1e-30);
+  return test::max_relative_error(ours, reference);
 }
 
 struct GoldenCase {
