@@ -37,6 +37,9 @@ class ForwardingBackend : public Backend {
                              int64_t out, Accumulate accumulate) override {
     cpu().linear_backward_input(dx, dy, w, tokens, in, out, accumulate);
   }
+  void bias_add(float* y, WeightView bias, int64_t tokens, int64_t out) override {
+    cpu().bias_add(y, bias, tokens, out);
+  }
   void embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
                          int64_t vocab, int64_t hidden) override {
     cpu().embedding_forward(out, ids, table, tokens, vocab, hidden);

@@ -66,6 +66,8 @@ LossResult eval_loss(ChatModel& model, const EvalOptions& o) {
   check(o.max_seq_length <= model.weights.config.max_position_embeddings, kOrigin,
         "--max_seq_length " + std::to_string(o.max_seq_length) +
             " is above the model's max_position_embeddings");
+  check_attention_window(model.weights.config, o.max_seq_length,
+                         "--max_seq_length " + std::to_string(o.max_seq_length));
   LlamaLoraModel forward(model.weights, model.adapter ? &*model.adapter : nullptr, {});
   const LossTotals totals =
       sum_sequence_losses(forward, prepared.eval, static_cast<uint64_t>(o.batch_size));

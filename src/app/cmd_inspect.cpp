@@ -137,7 +137,13 @@ void print_text(const InspectOptions& options, const Report& report,
     std::printf("%-14s %s\n", key, value.c_str());
   };
   line("model", options.model_dir);
-  line("architecture", report.architecture + " (model_type llama)");
+  line("architecture",
+       report.architecture + " (model_type " +
+           std::string(architecture_model_type(c.architecture)) +
+           (has_qkv_bias(c) ? ", q/k/v biases" : "") +
+           (c.sliding_window ? ", sliding_window " + std::to_string(*c.sliding_window)
+                             : std::string()) +
+           ")");
   line("hidden_size", std::to_string(c.hidden_size));
   line("layers", std::to_string(c.num_hidden_layers));
   line("heads", std::to_string(c.num_attention_heads) + " (kv heads " +
@@ -184,6 +190,7 @@ void print_json(const InspectOptions& options, const Report& report,
   json out;
   out["model_dir"] = options.model_dir;
   out["architecture"] = report.architecture;
+  out["model_type"] = architecture_model_type(report.config.architecture);
   out["config"] = {{"hidden_size", c.hidden_size},
                    {"num_hidden_layers", c.num_hidden_layers},
                    {"num_attention_heads", c.num_attention_heads},
@@ -222,10 +229,7 @@ void run_inspect(const InspectOptions& options) {
   Report report;
   report.config = load_llama_config(options.model_dir);
   const SafetensorsModel model = SafetensorsModel::open(options.model_dir);
-  const json& architectures = report.config.raw.value("architectures", json());
-  report.architecture = architectures.is_array() && !architectures.empty()
-                            ? architectures[0].get<std::string>()
-                            : "LlamaForCausalLM";
+  report.architecture = architecture_name(report.config.architecture);
   for (const std::string& name : model.tensor_names())
     report.parameters += model.info(name).numel();
   report.expected_parameters = llama_parameter_count(report.config);

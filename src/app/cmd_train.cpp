@@ -98,6 +98,8 @@ void train_rank(const TrainingArgs& args, ParallelGroups& groups) {
         "--max_seq_length " + std::to_string(args.max_seq_length) +
             " is above the model's max_position_embeddings (" +
             std::to_string(config.max_position_embeddings) + ", " + args.model + "/config.json)");
+  check_attention_window(config, args.max_seq_length,
+                         "--max_seq_length " + std::to_string(args.max_seq_length));
   TrainerOptions options;
   if (!args.resume_from_checkpoint.empty()) {
     options.resume =

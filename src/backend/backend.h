@@ -69,6 +69,9 @@ class Backend {
                               int64_t out, Accumulate accumulate) = 0;
   virtual void linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens,
                                      int64_t in, int64_t out, Accumulate accumulate) = 0;
+  // y[tokens, out] += bias[out] (a frozen bias, e.g. Qwen2's q/k/v; cpu/bias.h). No backward:
+  // dy passes through unchanged and the bias gets no gradient.
+  virtual void bias_add(float* y, WeightView bias, int64_t tokens, int64_t out) = 0;
 
   // ---- Llama layers ----
   // out[tokens, hidden] = table[ids] (ids host, each checked against vocab).

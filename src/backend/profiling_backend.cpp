@@ -83,6 +83,11 @@ void ProfilingBackend::linear_backward_input(float* dx, const float* dy, WeightV
   inner_.linear_backward_input(dx, dy, w, tokens, in, out, accumulate);
 }
 
+void ProfilingBackend::bias_add(float* y, WeightView bias, int64_t tokens, int64_t out) {
+  const Timed timed(*this, "bias_add");
+  inner_.bias_add(y, bias, tokens, out);
+}
+
 void ProfilingBackend::embedding_forward(float* out, const int32_t* ids, WeightView table,
                                          int64_t tokens, int64_t vocab, int64_t hidden) {
   const Timed timed(*this, "embedding_forward");

@@ -57,6 +57,7 @@ class ProfilingBackend final : public Backend {
                       int64_t out, Accumulate accumulate) override;
   void linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens, int64_t in,
                              int64_t out, Accumulate accumulate) override;
+  void bias_add(float* y, WeightView bias, int64_t tokens, int64_t out) override;
   void embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
                          int64_t vocab, int64_t hidden) override;
   void rmsnorm_forward(float* y, float* rstd, const float* x, WeightView weight, int64_t tokens,

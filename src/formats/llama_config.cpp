@@ -3,7 +3,9 @@
 // (models/llama/configuration_llama.py and modeling_rope_utils.py): num_key_value_heads
 // defaults to num_attention_heads, head_dim to hidden_size / num_attention_heads,
 // rope_scaling accepts the legacy "type" key beside "rope_type". transformers 5 moves
-// rope_theta and the scaling into "rope_parameters"; we read that too.
+// rope_theta and the scaling into "rope_parameters"; we read that too. MistralConfig and
+// Qwen2Config (models/mistral, models/qwen2) are the same fields with other defaults, plus
+// their sliding-window fields.
 #include "formats/llama_config.h"
 
 #include <limits>
@@ -17,7 +19,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kOrigin = "config";
-constexpr std::string_view kArchitecture = "LlamaForCausalLM";
 
 // Reads typed fields out of one JSON object; every error names the file and the field.
 // `prefix` qualifies nested fields in messages ("rope_scaling.factor").
@@ -145,29 +146,85 @@ std::optional<RopeScaling> parse_rope_scaling(const json& value, const std::stri
   return scaling;
 }
 
-void check_architecture(const FieldReader& reader, const json& config) {
+constexpr Architecture kArchitectures[] = {Architecture::Llama, Architecture::Mistral,
+                                           Architecture::Qwen2};
+
+std::string supported_architectures() {
+  std::string list;
+  for (const Architecture a : kArchitectures) {
+    if (!list.empty()) list += ", ";
+    list += std::string(architecture_name(a)) + " (model_type '" +
+            std::string(architecture_model_type(a)) + "')";
+  }
+  return "llama-lora runs " + list;
+}
+
+// The architecture `architectures` and `model_type` name: the first supported entry of the
+// list, which model_type (when given) must agree with; neither given: Llama (older Llama
+// checkpoints carry no model_type).
+Architecture check_architecture(const FieldReader& reader, const json& config) {
+  std::optional<Architecture> from_list;
   const auto it = config.find("architectures");
   if (it != config.end() && !it->is_null()) {
     if (!it->is_array()) {
       reader.error("field 'architectures' must be a list, got " + json_type_name(*it));
     }
-    bool llama = it->empty();  // an empty list says nothing; model_type still decides
     for (const json& name : *it) {
       if (!name.is_string()) {
         reader.error("field 'architectures' must list strings, got " + json_type_name(name));
       }
-      llama = llama || name.get<std::string>() == kArchitecture;
+      for (const Architecture a : kArchitectures) {
+        if (!from_list && name.get<std::string>() == architecture_name(a)) from_list = a;
+      }
     }
-    if (!llama) {
-      reader.error("architecture " + quote_name((*it)[0].get<std::string>()) +
-                   " is not supported (llama-lora runs LlamaForCausalLM models)");
+    // An empty list says nothing; model_type still decides.
+    if (!from_list && !it->empty()) {
+      reader.error("field 'architectures': " + quote_name((*it)[0].get<std::string>()) +
+                   " is not supported (" + supported_architectures() + ")");
     }
   }
   const std::optional<std::string> model_type = reader.optional_string("model_type");
-  if (model_type && *model_type != "llama") {
-    reader.error("model_type " + quote_name(*model_type) +
-                 " is not supported (llama-lora runs LlamaForCausalLM models, model_type 'llama')");
+  if (!model_type) return from_list.value_or(Architecture::Llama);
+  for (const Architecture a : kArchitectures) {
+    if (*model_type != architecture_model_type(a)) continue;
+    if (from_list && *from_list != a) {
+      reader.error("field 'model_type' " + quote_name(*model_type) + " contradicts field " +
+                   "'architectures' (" + std::string(architecture_name(*from_list)) + ")");
+    }
+    return a;
   }
+  reader.error("field 'model_type' " + quote_name(*model_type) + " is not supported (" +
+               supported_architectures() + ")");
+}
+
+// The window of windowed attention, as transformers resolves it: MistralConfig's
+// sliding_window (default 4096 when the key is absent, null for none); Qwen2Config's only
+// with use_sliding_window, and only where a layer uses it (layer_types, else the layers from
+// max_window_layers, default 28, on).
+std::optional<int64_t> parse_sliding_window(const FieldReader& reader, const json& config,
+                                            Architecture architecture, int64_t layers) {
+  if (architecture == Architecture::Llama) return std::nullopt;
+  const bool absent = config.find("sliding_window") == config.end();
+  std::optional<int64_t> window =
+      absent ? std::optional<int64_t>(4096) : reader.optional_int("sliding_window");
+  if (window) reader.require_positive("sliding_window", static_cast<double>(*window));
+  if (architecture == Architecture::Mistral || !window) return window;
+  if (!reader.optional_bool("use_sliding_window", false)) return std::nullopt;
+  if (const json* types = reader.find("layer_types")) {
+    if (!types->is_array()) {
+      reader.error("field 'layer_types' must be a list, got " + json_type_name(*types));
+    }
+    bool sliding = false;
+    for (const json& type : *types) {
+      if (!type.is_string()) {
+        reader.error("field 'layer_types' must list strings, got " + json_type_name(type));
+      }
+      sliding = sliding || type.get<std::string>() == "sliding_attention";
+    }
+    return sliding ? window : std::nullopt;
+  }
+  const int64_t first_windowed = reader.optional_int("max_window_layers").value_or(28);
+  return first_windowed < layers ? window : std::nullopt;
 }
 
 // Bounds far beyond any real checkpoint (Llama 3.1 405B: hidden 16,384, 126 layers,
@@ -204,14 +261,46 @@ void check_plausible_sizes(const FieldReader& reader, const LlamaConfig& c) {
 
 }  // namespace
 
+std::string_view architecture_name(Architecture architecture) {
+  switch (architecture) {
+    case Architecture::Llama:
+      return "LlamaForCausalLM";
+    case Architecture::Mistral:
+      return "MistralForCausalLM";
+    case Architecture::Qwen2:
+      return "Qwen2ForCausalLM";
+  }
+  return "?";
+}
+
+std::string_view architecture_model_type(Architecture architecture) {
+  switch (architecture) {
+    case Architecture::Llama:
+      return "llama";
+    case Architecture::Mistral:
+      return "mistral";
+    case Architecture::Qwen2:
+      return "qwen2";
+  }
+  return "?";
+}
+
+void check_attention_window(const LlamaConfig& config, int64_t tokens, const std::string& use) {
+  if (!config.sliding_window || tokens <= *config.sliding_window) return;
+  fail(kOrigin, std::string(architecture_name(config.architecture)) + " sliding_window " +
+                    std::to_string(*config.sliding_window) + " is shorter than the " +
+                    std::to_string(tokens) + " tokens of " + use +
+                    ": llama-lora does not implement windowed attention (use sequences of at "
+                    "most sliding_window tokens, or a model whose sliding_window is null)");
+}
+
 LlamaConfig parse_llama_config(const json& config_json, const std::string& origin) {
   const FieldReader reader(config_json, origin);
   if (!config_json.is_object()) {
     reader.error("must be a JSON object, got " + json_type_name(config_json));
   }
-  check_architecture(reader, config_json);
-
   LlamaConfig config;
+  config.architecture = check_architecture(reader, config_json);
   config.raw = config_json;
   config.vocab_size = reader.required_int("vocab_size");
   config.hidden_size = reader.required_int("hidden_size");
@@ -224,8 +313,14 @@ LlamaConfig parse_llama_config(const json& config_json, const std::string& origi
   reader.require_positive("num_hidden_layers", static_cast<double>(config.num_hidden_layers));
   reader.require_positive("num_attention_heads", static_cast<double>(config.num_attention_heads));
 
+  // Absent num_key_value_heads: LlamaConfig's None (= the heads); MistralConfig's and
+  // Qwen2Config's dataclass defaults, 8 and 32.
+  const int64_t kv_heads_default = config.architecture == Architecture::Mistral ? 8
+                                   : config.architecture == Architecture::Qwen2
+                                       ? 32
+                                       : config.num_attention_heads;
   config.num_key_value_heads =
-      reader.optional_int("num_key_value_heads").value_or(config.num_attention_heads);
+      reader.optional_int("num_key_value_heads").value_or(kv_heads_default);
   reader.require_positive("num_key_value_heads", static_cast<double>(config.num_key_value_heads));
   if (config.num_attention_heads % config.num_key_value_heads != 0) {
     reader.error("num_attention_heads (" + std::to_string(config.num_attention_heads) +
@@ -250,8 +345,13 @@ LlamaConfig parse_llama_config(const json& config_json, const std::string& origi
 
   check_plausible_sizes(reader, config);
 
+  // transformers' defaults: Llama 2048, Mistral 4096 * 32, Qwen2 32768.
+  const int64_t max_positions_default = config.architecture == Architecture::Mistral ? 4096 * 32
+                                        : config.architecture == Architecture::Qwen2
+                                            ? 32768
+                                            : config.max_position_embeddings;
   config.max_position_embeddings =
-      reader.optional_int("max_position_embeddings").value_or(config.max_position_embeddings);
+      reader.optional_int("max_position_embeddings").value_or(max_positions_default);
   reader.require_positive("max_position_embeddings",
                           static_cast<double>(config.max_position_embeddings));
   config.rms_norm_eps = reader.optional_number("rms_norm_eps").value_or(config.rms_norm_eps);
@@ -273,12 +373,18 @@ LlamaConfig parse_llama_config(const json& config_json, const std::string& origi
   }
 
   config.tie_word_embeddings = reader.optional_bool("tie_word_embeddings", false);
-  config.attention_bias = reader.optional_bool("attention_bias", false);
-  config.mlp_bias = reader.optional_bool("mlp_bias", false);
+  // attention_bias / mlp_bias are LlamaConfig's fields; Mistral has no biases and Qwen2 always
+  // the q/k/v ones (has_qkv_bias), whatever else the file says.
+  if (config.architecture == Architecture::Llama) {
+    config.attention_bias = reader.optional_bool("attention_bias", false);
+    config.mlp_bias = reader.optional_bool("mlp_bias", false);
+  }
+  config.sliding_window =
+      parse_sliding_window(reader, config_json, config.architecture, config.num_hidden_layers);
   config.hidden_act = reader.optional_string("hidden_act").value_or("silu");
   if (config.hidden_act != "silu") {
     reader.error("hidden_act " + quote_name(config.hidden_act) +
-                 " is not supported (Llama models use 'silu')");
+                 " is not supported (Llama, Mistral and Qwen2 models use 'silu')");
   }
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
   if (std::optional<std::string> dtype = reader.optional_string("dtype")) {
@@ -314,8 +420,8 @@ json llama_config_to_json(const LlamaConfig& config) {
   // Start from the file as read so fields we do not model (transformers_version,
   // initializer_range, use_cache, ...) survive a read-modify-write.
   json out = config.raw.is_object() ? config.raw : json::object();
-  out["architectures"] = json::array({kArchitecture});
-  out["model_type"] = "llama";
+  out["architectures"] = json::array({architecture_name(config.architecture)});
+  out["model_type"] = architecture_model_type(config.architecture);
   out["vocab_size"] = config.vocab_size;
   out["hidden_size"] = config.hidden_size;
   out["intermediate_size"] = config.intermediate_size;
@@ -341,8 +447,10 @@ json llama_config_to_json(const LlamaConfig& config) {
   // also reads; a stale rope_parameters would contradict it.
   out.erase("rope_parameters");
   out["tie_word_embeddings"] = config.tie_word_embeddings;
-  out["attention_bias"] = config.attention_bias;
-  out["mlp_bias"] = config.mlp_bias;
+  if (config.architecture == Architecture::Llama) {  // LlamaConfig's fields only
+    out["attention_bias"] = config.attention_bias;
+    out["mlp_bias"] = config.mlp_bias;
+  }
   out["hidden_act"] = config.hidden_act;
   out["torch_dtype"] = config.torch_dtype;
   if (out.contains("dtype")) out["dtype"] = config.torch_dtype;
@@ -376,9 +484,10 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> llama_tensor_shapes(
       shapes.push_back({prefix + name + ".weight", {out_features, in_features}});  // W[out, in]
       if (bias) shapes.push_back({prefix + name + ".bias", {out_features}});
     };
-    linear("self_attn.q_proj", q_dim, hidden, config.attention_bias);
-    linear("self_attn.k_proj", kv_dim, hidden, config.attention_bias);
-    linear("self_attn.v_proj", kv_dim, hidden, config.attention_bias);
+    const bool qkv_bias = config.attention_bias || has_qkv_bias(config);
+    linear("self_attn.q_proj", q_dim, hidden, qkv_bias);
+    linear("self_attn.k_proj", kv_dim, hidden, qkv_bias);
+    linear("self_attn.v_proj", kv_dim, hidden, qkv_bias);
     linear("self_attn.o_proj", hidden, q_dim, config.attention_bias);
     linear("mlp.gate_proj", inter, hidden, config.mlp_bias);
     linear("mlp.up_proj", inter, hidden, config.mlp_bias);

@@ -47,12 +47,14 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
                          ? context.tensor_parallel
                          : nullptr;
 
-  // y = x·Wᵀ (+ LoRA of `target` when it is adapted).
+  // y = x·Wᵀ (+ bias) (+ LoRA of `target` when it is adapted). The bias belongs to the base
+  // layer: peft adds scale·B(A·x) to the base output, bias included.
   const auto project = [&](LoraTarget target, WeightView weight, const float* in,
                            int64_t in_features, float* y, int64_t out_features,
-                           Accumulate accumulate) {
+                           Accumulate accumulate, WeightView bias = {}) {
     const BackendRegion region(be, lora_target_name(target).data());  // a string literal
     be.linear_forward(y, in, weight, n, in_features, out_features, accumulate);
+    if (bias.data) be.bias_add(y, bias, n, out_features);
     const size_t t = static_cast<size_t>(target);
     if (lora && (*lora)[t]) {
       const LoraMatrix& m = *(*lora)[t];
@@ -68,9 +70,12 @@ void llama_block_forward(const BlockContext& context, int64_t layer, const Llama
   a.q.resize(be, n * q_out);
   a.k.resize(be, n * kv_out);
   a.v.resize(be, n * kv_out);
-  project(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, a.q.data(), q_out, Accumulate::No);
-  project(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, a.k.data(), kv_out, Accumulate::No);
-  project(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, a.v.data(), kv_out, Accumulate::No);
+  project(LoraTarget::Q, w.q_proj, a.xn1.data(), hidden, a.q.data(), q_out, Accumulate::No,
+          w.q_bias);
+  project(LoraTarget::K, w.k_proj, a.xn1.data(), hidden, a.k.data(), kv_out, Accumulate::No,
+          w.k_bias);
+  project(LoraTarget::V, w.v_proj, a.xn1.data(), hidden, a.v.data(), kv_out, Accumulate::No,
+          w.v_bias);
   be.rope_forward(a.q.data(), a.q.data(), context.positions, n, c.num_attention_heads,
                   *context.rope);
   be.rope_forward(a.k.data(), a.k.data(), context.positions, n, c.num_key_value_heads,

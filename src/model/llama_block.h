@@ -1,7 +1,7 @@
 // One Llama decoder block's forward with LoRA, and the LoRA path itself, shared by training
 // (LlamaLoraModel) and KV-cache generation (LlamaGenerator): the block and its LoRA path are
 // written once. Per block (x: the residual stream, [N, hidden] fp32):
-//   xn1 = rmsnorm(x) ; q,k,v = xn1·Wᵀ (+ LoRA) ; q,k = rope(q,k)
+//   xn1 = rmsnorm(x) ; q,k,v = xn1·Wᵀ (+ b: Qwen2) (+ LoRA) ; q,k = rope(q,k)
 //   a = attention(q, k, v)                 (the caller's BlockAttention)
 //   x_mid = x + a·W_oᵀ (+ LoRA) ; xn2 = rmsnorm(x_mid)
 //   h = silu(xn2·W_gateᵀ (+LoRA)) * (xn2·W_upᵀ (+LoRA)) ; x_out = x_mid + h·W_downᵀ (+ LoRA)

@@ -144,6 +144,7 @@ std::vector<float> LlamaGenerator::extend(std::span<const SequenceStep> steps) {
     max_position =
         std::max(max_position, step.cache->length + static_cast<int64_t>(step.tokens.size()) - 1);
   }
+  check_attention_window(c, max_position + 1, "a cached sequence");
 
   rows_ = static_cast<int64_t>(ids_.size());
   positions_.clear();
@@ -289,6 +290,12 @@ std::vector<std::vector<int32_t>> generate_tokens(LlamaGenerator& model,
   check_sampling_config(options.sampling);
   for (size_t s = 0; s < prompts.size(); ++s) {
     check(!prompts[s].empty(), kOrigin, "prompt " + std::to_string(s) + " is empty");
+    // The last new token is never fed back: prompt + max_new_tokens - 1 tokens attend.
+    const int64_t prompt = static_cast<int64_t>(prompts[s].size());
+    check_attention_window(model.config(), prompt + options.max_new_tokens - 1,
+                           "prompt " + std::to_string(s) + " (" + std::to_string(prompt) +
+                               " tokens) and max_new_tokens " +
+                               std::to_string(options.max_new_tokens));
   }
   const size_t n = prompts.size();
   const int64_t vocab = model.config().vocab_size;

@@ -368,6 +368,11 @@ void LlamaLoraModel::forward_layers(const TokenBatch& batch, ForwardMode mode,
     }
   }
   cu_seqlens_.push_back(static_cast<int32_t>(batch.tokens()));
+  int32_t longest = 0;  // attention stays inside a document: only its length meets the window
+  for (size_t d = 1; d < cu_seqlens_.size(); ++d) {
+    longest = std::max(longest, cu_seqlens_[d] - cu_seqlens_[d - 1]);
+  }
+  check_attention_window(c, longest, "a document of the batch");
   ensure_rope(batch);
   const int64_t n = batch.tokens();
   for (auto& input : layer_inputs_) input.resize(backend_, n * c.hidden_size);

@@ -61,12 +61,13 @@ LlamaWeights load_llama_weights(const fs::path& model_dir) {
   weights.config = load_llama_config(model_dir);
   const LlamaConfig& c = weights.config;
   if (c.attention_bias || c.mlp_bias) {
-    fail("model",
-         model_dir.string() + "/config.json: attention_bias / mlp_bias are not supported yet");
+    fail("model", model_dir.string() +
+                      "/config.json: attention_bias / mlp_bias true are not supported for "
+                      "LlamaForCausalLM (Qwen2ForCausalLM's q/k/v biases are)");
   }
   weights.storage = std::make_shared<SafetensorsModel>(SafetensorsModel::open(model_dir));
   // The realigned copies must not move once views point at them.
-  weights.realigned.reserve(static_cast<size_t>(9 * c.num_hidden_layers + 3));
+  weights.realigned.reserve(static_cast<size_t>(12 * c.num_hidden_layers + 3));
   WeightBinder binder(model_dir, weights);
   const int64_t hidden = c.hidden_size;
   const int64_t q_out = c.num_attention_heads * c.head_dim;
@@ -85,6 +86,11 @@ LlamaWeights load_llama_weights(const fs::path& model_dir) {
     layer.gate_proj = binder.bind(p + "mlp.gate_proj.weight", {inter, hidden});
     layer.up_proj = binder.bind(p + "mlp.up_proj.weight", {inter, hidden});
     layer.down_proj = binder.bind(p + "mlp.down_proj.weight", {hidden, inter});
+    if (has_qkv_bias(c)) {
+      layer.q_bias = binder.bind(p + "self_attn.q_proj.bias", {q_out});
+      layer.k_bias = binder.bind(p + "self_attn.k_proj.bias", {kv_out});
+      layer.v_bias = binder.bind(p + "self_attn.v_proj.bias", {kv_out});
+    }
     weights.layers.push_back(layer);
   }
   weights.norm = binder.bind("model.norm.weight", {hidden});
@@ -132,6 +138,11 @@ BoundLlamaWeights::BoundLlamaWeights(Backend& backend, const LlamaWeights& host)
     b.gate_proj = bind(w.gate_proj, inter * hidden);
     b.up_proj = bind(w.up_proj, inter * hidden);
     b.down_proj = bind(w.down_proj, hidden * inter);
+    if (w.q_bias.data) {
+      b.q_bias = bind(w.q_bias, q_out);
+      b.k_bias = bind(w.k_bias, kv_out);
+      b.v_bias = bind(w.v_bias, kv_out);
+    }
   }
   norm = bind(host.norm, hidden);
   // Tied embeddings: the LM head is the embedding table (or a share of its rows); bound

@@ -1,4 +1,5 @@
-// The frozen base weights of a LlamaForCausalLM model folder, as views into the memory-mapped
+// The frozen base weights of a LlamaForCausalLM (or MistralForCausalLM, Qwen2ForCausalLM) model
+// folder, as views into the memory-mapped
 // safetensors (no copy when a tensor is suitably aligned; bf16 stays bf16). Every expected
 // tensor is checked for presence, float dtype and shape before use.
 #pragma once
@@ -22,6 +23,10 @@ struct LlamaLayerWeights {
   WeightView gate_proj;                 // [intermediate, hidden]
   WeightView up_proj;                   // [intermediate, hidden]
   WeightView down_proj;                 // [hidden, intermediate]
+  // Qwen2's frozen q/k/v biases (has_qkv_bias); data null where the architecture has none.
+  WeightView q_bias;  // [num_heads*head_dim]
+  WeightView k_bias;  // [num_kv_heads*head_dim]
+  WeightView v_bias;  // [num_kv_heads*head_dim]
 };
 
 struct LlamaWeights {
@@ -62,8 +67,8 @@ class BoundLlamaWeights {
   std::vector<WeightView> bound_;  // everything bound, released in the destructor
 };
 
-// Loads config.json and the weights of `model_dir`. Attention/MLP biases are not supported
-// yet (an error says so).
+// Loads config.json and the weights of `model_dir`: Qwen2's q/k/v biases with the weights;
+// Llama's attention_bias / mlp_bias are not supported (an error says so).
 LlamaWeights load_llama_weights(const fs::path& model_dir);
 
 // Makes `table` (built by `backend`) cover RoPE positions [0, max_position] for this model

@@ -87,6 +87,11 @@ LlamaWeights slice_weights_for_tp(const LlamaWeights& full, int64_t rank, int64_
     l.v_proj = offset_rows(w.v_proj, hidden, rank * kv_out);
     l.gate_proj = offset_rows(w.gate_proj, hidden, rank * inter);
     l.up_proj = offset_rows(w.up_proj, hidden, rank * inter);
+    if (w.q_bias.data) {  // a column-parallel output's bias: this rank's rows of it too
+      l.q_bias = offset_rows(w.q_bias, 1, rank * q_out);
+      l.k_bias = offset_rows(w.k_bias, 1, rank * kv_out);
+      l.v_bias = offset_rows(w.v_bias, 1, rank * kv_out);
+    }
     l.o_proj = copy_columns(w.o_proj, hidden, q_out * size, rank * q_out, (rank + 1) * q_out,
                             local.realigned);
     l.down_proj = copy_columns(w.down_proj, hidden, inter * size, rank * inter, (rank + 1) * inter,

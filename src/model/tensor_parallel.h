@@ -1,6 +1,7 @@
 // Tensor parallelism (DESIGN.md "Tensor parallelism"): rank r of n holds
 //   column-parallel q, k, v, gate, up   rows [r·out/n, (r+1)·out/n) of W (its heads, its part
-//                                       of the MLP); LoRA A whole, LoRA B the same rows
+//                                       of the MLP) and of the bias (Qwen2's q/k/v); LoRA A
+//                                       whole, LoRA B the same rows
 //   row-parallel o, down                columns [r·in/n, (r+1)·in/n) of W; LoRA A the same
 //                                       columns, LoRA B whole
 // and everything else (embeddings, norms) whole. The LM head is split by vocabulary rows when

@@ -175,6 +175,16 @@ std::vector<NamedTensor> llama_gguf_names(const LlamaConfig& config) {
   return out;
 }
 
+// llama.cpp runs MistralForCausalLM as its "llama" architecture (convert_hf_to_gguf.py registers
+// it with LlamaModel); Qwen2 is its own "qwen2" architecture (no q/k row permutation, its
+// pre-tokenizer), which we do not write yet.
+void check_gguf_architecture(const LlamaConfig& config, const fs::path& config_dir) {
+  check(config.architecture != Architecture::Qwen2, kOrigin,
+        (config_dir / "config.json").string() +
+            ": Qwen2ForCausalLM cannot be exported to GGUF yet (llama.cpp's 'qwen2' "
+            "architecture is planned); LlamaForCausalLM and MistralForCausalLM export");
+}
+
 std::string folder_name(const fs::path& dir) {
   return dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
 }
@@ -251,6 +261,7 @@ std::vector<float> gguf_llama3_rope_factors(const LlamaConfig& config) {
 GgufExportResult export_model_gguf(const fs::path& model_dir, const fs::path& output,
                                    const GgufExportOptions& options) {
   const LlamaConfig config = load_llama_config(model_dir);
+  check_gguf_architecture(config, model_dir);
   GgufMetadata metadata;
   metadata.emplace_back("general.architecture", std::string("llama"));
   metadata.emplace_back("general.type", std::string("model"));
@@ -314,6 +325,7 @@ GgufExportResult export_merged_gguf(const fs::path& base, const fs::path& adapte
                                     const fs::path& output, const GgufExportOptions& options) {
   check(options.existing == StagedDir::Existing::Replace || !fs::exists(output), "output",
         output.string() + ": already exists (use --overwrite to replace it)");
+  check_gguf_architecture(load_llama_config(base), base);  // before the merge's work
   // A scratch folder beside the output (same disk), never committed: removed on return.
   StagedDir scratch(output, StagedDir::Existing::Replace);
   merge_adapter_into(base, adapter, scratch.path(), MergeOptions{});
@@ -325,6 +337,7 @@ GgufExportResult export_merged_gguf(const fs::path& base, const fs::path& adapte
 GgufExportResult export_adapter_gguf(const fs::path& adapter, const fs::path& base_config_dir,
                                      const fs::path& output, const GgufExportOptions& options) {
   const LlamaConfig config = load_llama_config(base_config_dir);
+  check_gguf_architecture(config, base_config_dir);
   const LoraAdapter lora = load_peft_adapter(adapter, config);
   // llama.cpp applies (alpha / r) · B·A with r read from each module's tensors and one alpha
   // for the whole file: alpha = scale · r must be the same for every module.

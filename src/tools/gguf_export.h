@@ -1,5 +1,6 @@
-// `export-gguf`: Hugging Face Llama model folders and PEFT LoRA adapters -> GGUF v3 files that
-// llama.cpp loads as they are (llama-cli -m model.gguf [--lora adapter.gguf]). What is written
+// `export-gguf`: Hugging Face Llama (and Mistral, which llama.cpp runs as "llama") model folders
+// and PEFT LoRA adapters -> GGUF v3 files that llama.cpp loads as they are (llama-cli -m
+// model.gguf [--lora adapter.gguf]); Qwen2 is refused with an error (planned). What is written
 // follows llama.cpp's own converters (convert_hf_to_gguf.py, convert_lora_to_gguf.py):
 //
 // Model: general.architecture "llama", llama.{context_length, embedding_length, block_count,

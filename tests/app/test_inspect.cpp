@@ -130,12 +130,13 @@ TEST(Inspect, CorruptFolderFailsWithOneLine) {
   ASSERT_FALSE(result.err.empty());
   EXPECT_EQ(result.err.find('\n'), result.err.size() - 1) << "one line: " << result.err;
 
-  test::write_text(dir / "config.json", R"({"architectures": ["MistralForCausalLM"]})");
-  const test::CommandResult mistral =
+  test::write_text(dir / "config.json", R"({"architectures": ["Phi3ForCausalLM"]})");
+  const test::CommandResult phi3 =
       test::run_llama_lora("inspect " + test::shell_quote(dir.path().string()));
-  EXPECT_NE(mistral.exit_code, 0);
-  EXPECT_CONTAINS(mistral.err, "architecture 'MistralForCausalLM' is not supported");
-  EXPECT_EQ(mistral.err.find('\n'), mistral.err.size() - 1) << mistral.err;
+  EXPECT_NE(phi3.exit_code, 0);
+  EXPECT_CONTAINS(phi3.err, "field 'architectures': 'Phi3ForCausalLM' is not supported");
+  EXPECT_CONTAINS(phi3.err, "MistralForCausalLM (model_type 'mistral')");
+  EXPECT_EQ(phi3.err.find('\n'), phi3.err.size() - 1) << phi3.err;
 }
 
 }  // namespace

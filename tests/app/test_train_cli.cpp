@@ -328,3 +328,30 @@ TEST_F(TrainCli, NanLossStopsWithTheLastGoodCheckpoint) {
 
 }  // namespace
 }  // namespace ll
+
+namespace ll {
+namespace {
+
+TEST(TrainCliArchitectures, SlidingWindowShorterThanMaxSeqLengthIsRefused) {
+  // The Mistral fixture (tests/fixtures/arch) with its window cut to 8: --max_seq_length 16
+  // would let tokens attend past the window, which llama-lora's full attention does not do.
+  test::TempDir tmp;
+  fs::create_directories(tmp / "model");
+  for (const char* name : {"model.safetensors", "generation_config.json"}) {
+    fs::copy_file(test::fixtures() / "arch" / "mistral" / "model" / name, tmp / "model" / name);
+  }
+  nlohmann::json config = nlohmann::json::parse(
+      read_file(test::fixtures() / "arch" / "mistral" / "model" / "config.json"));
+  config["sliding_window"] = 8;
+  test::write_text(tmp / "model" / "config.json", config.dump());
+  const std::string train = "train --model " + shell_quote((tmp / "model").string()) + " --data " +
+                            shell_quote((tmp / "none.jsonl").string()) + " --output_dir " +
+                            shell_quote((tmp / "out").string());
+  expect_one_line_error(test::run_llama_lora(train + " --max_seq_length 16"),
+                        "MistralForCausalLM sliding_window 8 is shorter than the 16 tokens of "
+                        "--max_seq_length 16");
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+}
+
+}  // namespace
+}  // namespace ll

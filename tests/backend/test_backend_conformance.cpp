@@ -27,6 +27,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/adamw.h"
 #include "backend/cpu/attention.h"
+#include "backend/cpu/bias.h"
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
 #include "backend/cpu/embedding.h"
@@ -173,6 +174,25 @@ TEST_P(BackendConformance, Bf16WeightsLinearAndLmHead) {
   std::vector<double> logits_ref(static_cast<size_t>(2 * out));
   cpu::lm_head_logits<double>(logits_ref.data(), x.data(), view, rows.data(), 2, tokens, in, out);
   test::expect_all_near("lm_head_logits (bf16 W)", to_host(logits), logits_ref, kTol, kTol);
+}
+
+TEST_P(BackendConformance, BiasAddAddsTheBiasToEveryRow) {
+  // f32 and bf16 biases (Qwen2 checkpoints ship bf16), one token and several; y starts with
+  // random values (the op adds) and is followed by the guard.
+  for (const auto [tokens, out] : {std::array<int64_t, 2>{1, 5}, {7, 19}}) {
+    const auto y0 = rounded(random_values(static_cast<size_t>(tokens * out), 80));
+    const auto bias = as_float(random_values(static_cast<size_t>(out), 81));
+    std::vector<uint16_t> bias_bf16(bias.size());
+    for (size_t i = 0; i < bias.size(); ++i) bias_bf16[i] = f32_to_bf16(bias[i]);
+    for (const WeightView view :
+         {cpu::weight_f32(bias.data()), cpu::weight_bf16(bias_bf16.data())}) {
+      Output y = accumulating(y0);
+      be().bias_add(y.data(), view, tokens, out);
+      std::vector<double> y_ref = y0;
+      cpu::bias_add<double>(y_ref.data(), view, tokens, out);
+      test::expect_all_near("bias_add", to_host(y), y_ref, kTol, kTol);
+    }
+  }
 }
 
 TEST_P(BackendConformance, Gemm) {

@@ -202,15 +202,126 @@ TEST(LlamaConfig, WrongType) {
 
 TEST(LlamaConfig, UnsupportedArchitecture) {
   json config = tiny();
-  config["architectures"] = {"MistralForCausalLM"};
-  expect_config_error(config,
-                      {"architecture 'MistralForCausalLM' is not supported", "LlamaForCausalLM"});
+  config["architectures"] = {"Phi3ForCausalLM"};
+  config.erase("model_type");
+  expect_config_error(config, {"field 'architectures': 'Phi3ForCausalLM' is not supported",
+                               "LlamaForCausalLM (model_type 'llama'), MistralForCausalLM "
+                               "(model_type 'mistral'), Qwen2ForCausalLM (model_type 'qwen2')"});
   config = tiny();
-  config["model_type"] = "qwen2";
-  expect_config_error(config, {"model_type 'qwen2' is not supported"});
+  config["model_type"] = "gemma2";
+  expect_config_error(config, {"field 'model_type' 'gemma2' is not supported", "Qwen2ForCausalLM"});
+  config = tiny();
+  config["model_type"] = "qwen2";  // with architectures LlamaForCausalLM
+  expect_config_error(config, {"field 'model_type' 'qwen2' contradicts field 'architectures' "
+                               "(LlamaForCausalLM)"});
   config = tiny();
   config["hidden_act"] = "gelu";
   expect_config_error(config, {"hidden_act 'gelu' is not supported"});
+}
+
+// Qwen/Qwen2.5-0.5B-Instruct config.json (as published on the Hub).
+json qwen25_05b() {
+  return json::parse(R"({
+    "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+    "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 896, "initializer_range": 0.02,
+    "intermediate_size": 4864, "max_position_embeddings": 32768, "max_window_layers": 21,
+    "model_type": "qwen2", "num_attention_heads": 14, "num_hidden_layers": 24,
+    "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+    "sliding_window": 32768, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+    "transformers_version": "4.43.1", "use_cache": true, "use_sliding_window": false,
+    "vocab_size": 151936})");
+}
+
+// mistralai/Mistral-7B-Instruct-v0.1 config.json (as published on the Hub).
+json mistral_7b_v01() {
+  return json::parse(R"({
+    "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2,
+    "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02,
+    "intermediate_size": 14336, "max_position_embeddings": 32768, "model_type": "mistral",
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 4096,
+    "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.34.0.dev0",
+    "use_cache": true, "vocab_size": 32000})");
+}
+
+TEST(LlamaConfig, Qwen25HasQkvBiasesAndNoWindowWithoutUseSlidingWindow) {
+  const LlamaConfig c = parse_llama_config(qwen25_05b(), "config.json");
+  EXPECT_EQ(c.architecture, Architecture::Qwen2);
+  EXPECT_TRUE(has_qkv_bias(c));
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_FALSE(c.sliding_window.has_value());  // use_sliding_window false
+  EXPECT_NO_THROW(check_attention_window(c, 100'000, "--max_seq_length 100000"));
+  // The published parameter count of Qwen2.5-0.5B: q/k/v biases included, tied embeddings.
+  EXPECT_EQ(llama_parameter_count(c), 494'032'768);
+  const auto shapes = llama_tensor_shapes(c);
+  EXPECT_EQ(shapes.size(), 1 + 24 * 12 + 1u);
+  EXPECT_EQ(shapes[3].first, "model.layers.0.self_attn.k_proj.weight");
+  EXPECT_EQ(shapes[4].first, "model.layers.0.self_attn.k_proj.bias");
+  EXPECT_EQ(shapes[4].second, std::vector<int64_t>{128});
+  // Written back as Qwen2, without Llama's bias fields.
+  const json out = llama_config_to_json(c);
+  EXPECT_EQ(out["architectures"], json::array({"Qwen2ForCausalLM"}));
+  EXPECT_EQ(out["model_type"], "qwen2");
+  EXPECT_FALSE(out.contains("attention_bias"));
+  EXPECT_EQ(out["use_sliding_window"], false);
+  EXPECT_EQ(parse_llama_config(out, "out").architecture, Architecture::Qwen2);
+}
+
+TEST(LlamaConfig, Qwen2SlidingWindowAppliesOnlyWhereALayerUsesIt) {
+  json config = qwen25_05b();
+  config["use_sliding_window"] = true;  // layers 21.. use the window
+  LlamaConfig c = parse_llama_config(config, "config.json");
+  EXPECT_EQ(c.sliding_window, std::optional<int64_t>(32768));
+  config["max_window_layers"] = 24;  // no layer at or past 24
+  EXPECT_FALSE(parse_llama_config(config, "config.json").sliding_window.has_value());
+  config["layer_types"] = json::array();
+  for (int i = 0; i < 24; ++i)
+    config["layer_types"].push_back(i == 3 ? "sliding_attention" : "full_attention");
+  EXPECT_TRUE(parse_llama_config(config, "config.json").sliding_window.has_value());
+  config["sliding_window"] = nullptr;
+  EXPECT_FALSE(parse_llama_config(config, "config.json").sliding_window.has_value());
+}
+
+TEST(LlamaConfig, MistralSlidingWindowIsRefusedForLongerSequences) {
+  const LlamaConfig c = parse_llama_config(mistral_7b_v01(), "config.json");
+  EXPECT_EQ(c.architecture, Architecture::Mistral);
+  EXPECT_FALSE(has_qkv_bias(c));
+  EXPECT_EQ(llama_parameter_count(c), 7'241'732'096);  // as published
+  ASSERT_EQ(c.sliding_window, std::optional<int64_t>(4096));
+  EXPECT_NO_THROW(check_attention_window(c, 4096, "--max_seq_length 4096"));
+  const std::string error =
+      test::error_of([&] { check_attention_window(c, 4097, "--max_seq_length 4097"); });
+  EXPECT_CONTAINS(error,
+                  "MistralForCausalLM sliding_window 4096 is shorter than the 4097 tokens "
+                  "of --max_seq_length 4097: llama-lora does not implement windowed attention");
+  EXPECT_EQ(error.find('\n'), std::string::npos);  // one line
+  json config = mistral_7b_v01();
+  config["sliding_window"] = nullptr;  // Mistral-7B-v0.2 and later
+  EXPECT_FALSE(parse_llama_config(config, "config.json").sliding_window.has_value());
+  config.erase("sliding_window");  // MistralConfig's default, 4096
+  EXPECT_EQ(parse_llama_config(config, "config.json").sliding_window, std::optional<int64_t>(4096));
+  config["sliding_window"] = 0;
+  expect_config_error(config, {"field 'sliding_window' must be positive"});
+}
+
+TEST(LlamaConfig, MistralNemoHeadDimAndDefaults) {
+  // Mistral-Nemo: head_dim 128 with hidden 5120 / 32 heads = 160.
+  json config = mistral_7b_v01();
+  config["hidden_size"] = 5120;
+  config["head_dim"] = 128;
+  config["num_hidden_layers"] = 40;
+  config["vocab_size"] = 131072;
+  config["sliding_window"] = nullptr;
+  LlamaConfig c = parse_llama_config(config, "config.json");
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(llama_parameter_count(c), 12'247'782'400);  // Mistral-Nemo-Base-2407, as published
+  // Absent fields take MistralConfig's defaults, not LlamaConfig's.
+  config.erase("num_key_value_heads");
+  config.erase("max_position_embeddings");
+  c = parse_llama_config(config, "config.json");
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  EXPECT_EQ(c.max_position_embeddings, 131072);
+  EXPECT_EQ(llama_config_to_json(c)["model_type"], "mistral");
 }
 
 TEST(LlamaConfig, InconsistentSizes) {

@@ -143,28 +143,42 @@ void check_tp_model(const LlamaWeights& base, LoraAdapter adapter, int size, dou
   }
 }
 
+// `fixture`: a folder under tests/fixtures/ holding model/ and adapter/ ("golden/gqa_tied").
 void check_tp(const std::string& fixture, int size, double dropout, Checkpointing checkpointing) {
   SCOPED_TRACE(fixture);
-  const fs::path dir = test::fixtures() / "golden" / fixture;
+  const fs::path dir = test::fixtures() / fixture;
   const LlamaWeights base = load_llama_weights(dir / "model");
   check_tp_model(base, load_peft_adapter(dir / "adapter", base.config), size, dropout,
                  checkpointing);
 }
 
 TEST(TensorParallel, GqaModelOnTwoRanksEqualsTheWholeModel) {
-  check_tp("gqa_tied", 2, 0.0, Checkpointing::Off);
+  check_tp("golden/gqa_tied", 2, 0.0, Checkpointing::Off);
 }
 
 TEST(TensorParallel, MhaModelOnTwoAndFourRanks) {
-  check_tp("mha_plain", 2, 0.0, Checkpointing::Full);
-  check_tp("mha_plain", 2, 0.0, Checkpointing::Selective);
-  check_tp("mha_plain", 4, 0.0, Checkpointing::Off);
+  check_tp("golden/mha_plain", 2, 0.0, Checkpointing::Full);
+  check_tp("golden/mha_plain", 2, 0.0, Checkpointing::Selective);
+  check_tp("golden/mha_plain", 4, 0.0, Checkpointing::Off);
+}
+
+TEST(TensorParallel, Qwen2BiasesAreSlicedWithTheirRows) {
+  // q/k/v are column-parallel: each rank adds its rows of the bias (random, non-zero here);
+  // a rank adding the whole bias, or another rank's rows, is off by O(0.5) in q/k/v.
+  check_tp("arch/qwen2", 2, 0.0, Checkpointing::Off);
+  check_tp("arch/qwen2", 2, 0.2, Checkpointing::Selective);
+  const LlamaWeights base = load_llama_weights(test::fixtures() / "arch" / "qwen2" / "model");
+  const LlamaWeights second = slice_weights_for_tp(base, 1, 2);
+  EXPECT_EQ(static_cast<const float*>(second.layers[0].q_bias.data),
+            static_cast<const float*>(base.layers[0].q_bias.data) + 16);  // 2 of 4 heads of 8
+  EXPECT_EQ(static_cast<const float*>(second.layers[0].k_bias.data),
+            static_cast<const float*>(base.layers[0].k_bias.data) + 8);  // 1 of 2 kv heads
 }
 
 TEST(TensorParallel, DropoutMasksMatchTheWholeModel) {
   // Row-parallel inputs are column slices: DropoutWindow gives them the whole input's mask.
-  check_tp("gqa_tied", 2, 0.3, Checkpointing::Full);
-  check_tp("mha_plain", 4, 0.3, Checkpointing::Off);
+  check_tp("golden/gqa_tied", 2, 0.3, Checkpointing::Full);
+  check_tp("golden/mha_plain", 4, 0.3, Checkpointing::Off);
 }
 
 TEST(TensorParallel, SplitLmHeadCombinesTheLossAndGathersTheLogits) {

@@ -7,6 +7,7 @@
 #include <new>
 #include <vector>
 
+#include "backend/cpu/bias.h"
 #include "backend/cpu/cross_entropy.h"
 #include "backend/cpu/dropout.h"
 #include "backend/cpu/embedding.h"
@@ -98,6 +99,10 @@ void CpuBackend::linear_forward(float* y, const float* x, WeightView w, int64_t 
 void CpuBackend::linear_backward_input(float* dx, const float* dy, WeightView w, int64_t tokens,
                                        int64_t in, int64_t out, Accumulate accumulate) {
   cpu::linear_backward_input(precision_, dx, dy, w, tokens, in, out, accumulate);
+}
+
+void CpuBackend::bias_add(float* y, WeightView bias, int64_t tokens, int64_t out) {
+  cpu::bias_add<float>(y, bias, tokens, out);
 }
 
 void CpuBackend::embedding_forward(float* out, const int32_t* ids, WeightView table, int64_t tokens,
